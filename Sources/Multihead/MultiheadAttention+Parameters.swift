@@ -1,0 +1,178 @@
+import Foundation
+import MultiheadKernels
+
+/// Parameters in the layout the kernels read: weights transposed and packed once, biases
+/// contiguous. Immutable; rebuilt after a parameter changes.
+final class PackedParameters: @unchecked Sendable {
+    /// `W^T` for the query, key, value and output projections: `[in, E]`.
+    let query, key, value, output: PackedMatrix
+    /// `[3E]` (query, key, value) or nil.
+    let inputBias: [Float]?
+    let outputBias: [Float]?
+    /// `[E]` each, or nil.
+    let biasK: [Float]?
+    let biasV: [Float]?
+
+    init(_ config: MultiheadAttentionConfig, _ p: [String: [Float]], cacheSizes: CacheSizes) {
+        let E = config.embedDim
+        func pack(_ w: [Float], rowOffset: Int, inputs: Int) -> PackedMatrix {
+            w.withUnsafeBufferPointer { buffer in
+                // w is [rows, inputs] row-major; W^T rows are the inputs.
+                let view = MatrixView(base: buffer.baseAddress! + rowOffset * inputs, rows: inputs, cols: E,
+                                      rowStride: 1, colStride: inputs)
+                return PackedMatrix(view, cacheSizes: cacheSizes)
+            }
+        }
+        if config.packedInputProjection {
+            let w = p["in_proj_weight"]!
+            query = pack(w, rowOffset: 0, inputs: E)
+            key = pack(w, rowOffset: E, inputs: E)
+            value = pack(w, rowOffset: 2 * E, inputs: E)
+        } else {
+            query = pack(p["q_proj_weight"]!, rowOffset: 0, inputs: config.qdim)
+            key = pack(p["k_proj_weight"]!, rowOffset: 0, inputs: config.kdim)
+            value = pack(p["v_proj_weight"]!, rowOffset: 0, inputs: config.vdim)
+        }
+        output = pack(p["out_proj.weight"]!, rowOffset: 0, inputs: E)
+        inputBias = p["in_proj_bias"]
+        outputBias = p["out_proj.bias"]
+        biasK = p["bias_k"]
+        biasV = p["bias_v"]
+    }
+}
+
+extension MultiheadAttention {
+    static func initialParameters(_ config: MultiheadAttentionConfig, seed: UInt64) -> [String: [Float]] {
+        var rng = SeededGenerator(seed: seed)
+        var result: [String: [Float]] = [:]
+        for (name, shape) in config.parameterShapes {
+            let count = shape.reduce(1, *)
+            switch name {
+            case "in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight":
+                // xavier_uniform_: fan_out = shape[0], fan_in = shape[1].
+                let bound = (6 / Float(shape[0] + shape[1])).squareRoot()
+                result[name] = (0..<count).map { _ in rng.nextUniform(bound: bound) }
+            case "out_proj.weight":
+                // nn.Linear: kaiming_uniform_(a = sqrt(5)) gives bound 1 / sqrt(fan_in).
+                let bound = 1 / Float(shape[1]).squareRoot()
+                result[name] = (0..<count).map { _ in rng.nextUniform(bound: bound) }
+            case "bias_k", "bias_v":
+                // xavier_normal_ on (1, 1, E): fan_in = fan_out = E.
+                let std = (1 / Float(shape[2])).squareRoot()
+                result[name] = (0..<count).map { _ in rng.nextNormal() * std }
+            default:
+                result[name] = [Float](repeating: 0, count: count)
+            }
+        }
+        return result
+    }
+
+    /// Names and shapes of every parameter, in PyTorch's state_dict order.
+    public var parameterShapes: [(name: String, shape: [Int])] { config.parameterShapes }
+
+    /// Shape of parameter `name`.
+    /// - Throws: `MultiheadError.invalidArgument` for a name this configuration does not have.
+    public func parameterShape(_ name: String) throws -> [Int] {
+        guard let entry = config.parameterShapes.first(where: { $0.name == name }) else {
+            throw MultiheadError.invalidArgument(
+                "unknown parameter '\(name)' for this configuration; expected one of "
+                + config.parameterShapes.map(\.name).joined(separator: ", "))
+        }
+        return entry.shape
+    }
+
+    /// Sets one parameter by its PyTorch state_dict name.
+    /// - Parameters:
+    ///   - name: e.g. `in_proj_weight`, `out_proj.bias`, `bias_k`.
+    ///   - shape: must equal the parameter's shape (`[1, 1, E]` for `bias_k`, ...).
+    ///   - values: `shape.product` floats, row-major.
+    /// - Throws: `MultiheadError.invalidArgument` (unknown name) or `.shape` (wrong shape or count).
+    public func setParameter(_ name: String, shape: [Int], values: UnsafeBufferPointer<Float>) throws {
+        let expected = try parameterShape(name)
+        guard shape == expected else {
+            throw MultiheadError.shape("parameter '\(name)' has shape \(expected), got \(shape)")
+        }
+        guard values.count == expected.reduce(1, *) else {
+            throw MultiheadError.shape("parameter '\(name)' of shape \(expected) needs \(expected.reduce(1, *)) values, got \(values.count)")
+        }
+        let copy = Array(values)
+        lock.withLock {
+            parameters[name] = copy
+            packedCache = nil
+        }
+    }
+
+    /// Sets one parameter from a tensor (see `setParameter(_:shape:values:)`).
+    public func setParameter(_ name: String, _ tensor: Tensor<Float>) throws {
+        try tensor.scalars.withUnsafeBufferPointer { try setParameter(name, shape: tensor.shape, values: $0) }
+    }
+
+    /// The current value of parameter `name`.
+    public func parameter(_ name: String) throws -> Tensor<Float> {
+        let shape = try parameterShape(name)
+        return lock.withLock { Tensor(uncheckedShape: shape, scalars: parameters[name]!) }
+    }
+
+    /// Every parameter by its PyTorch state_dict name.
+    public func stateDict() -> [String: Tensor<Float>] {
+        lock.withLock {
+            Dictionary(uniqueKeysWithValues: config.parameterShapes.map {
+                ($0.name, Tensor(uncheckedShape: $0.shape, scalars: parameters[$0.name]!))
+            })
+        }
+    }
+
+    /// Loads parameters by PyTorch state_dict names, as `Module.load_state_dict` does.
+    /// - Parameter strict: when true, names this module lacks and parameters the dict lacks are errors.
+    /// - Throws: `MultiheadError.invalidArgument` listing unexpected or missing names, `.shape` for a
+    ///   wrong shape. Nothing is changed when it throws.
+    public func loadStateDict(_ dict: [String: Tensor<Float>], strict: Bool = true) throws {
+        let names = Set(config.parameterShapes.map(\.name))
+        if strict {
+            let unexpected = dict.keys.filter { !names.contains($0) }.sorted()
+            let missing = names.filter { dict[$0] == nil }.sorted()
+            if !unexpected.isEmpty || !missing.isEmpty {
+                var parts: [String] = []
+                if !missing.isEmpty { parts.append("missing key(s): " + missing.joined(separator: ", ")) }
+                if !unexpected.isEmpty { parts.append("unexpected key(s): " + unexpected.joined(separator: ", ")) }
+                throw MultiheadError.invalidArgument("error loading state_dict: " + parts.joined(separator: "; "))
+            }
+        }
+        for (name, tensor) in dict where names.contains(name) {
+            let expected = try parameterShape(name)
+            guard tensor.shape == expected else {
+                throw MultiheadError.shape("size mismatch for \(name): copying a param with shape \(tensor.shape), the shape in current model is \(expected)")
+            }
+        }
+        lock.withLock {
+            for (name, tensor) in dict where names.contains(name) { parameters[name] = tensor.scalars }
+            packedCache = nil
+        }
+    }
+
+    /// Loads parameters from a `.safetensors` file, such as one written by
+    /// `safetensors.torch.save_file(module.state_dict(), path)`; F32, F16 and BF16 are converted.
+    /// - Parameters:
+    ///   - prefix: read `prefix + name` (e.g. `"layers.0.self_attn."`); other tensors are ignored.
+    ///   - strict: every parameter must be present (extra tensors under `prefix` are errors too).
+    /// - Throws: `MultiheadError.io` / `.format` for unreadable or malformed files, and what
+    ///   `loadStateDict` throws.
+    public func loadSafetensors(path: String, prefix: String = "", strict: Bool = true) throws {
+        let file = try SafetensorsFile(path: path)
+        var dict: [String: Tensor<Float>] = [:]
+        for name in file.names where name.hasPrefix(prefix) {
+            dict[String(name.dropFirst(prefix.count))] = try file.floatTensor(name)
+        }
+        try loadStateDict(dict, strict: strict)
+    }
+
+    /// The packed parameters, packing them on first use after a change.
+    func packedParameters() -> PackedParameters {
+        lock.withLock {
+            if let packedCache { return packedCache }
+            let packed = PackedParameters(config, parameters, cacheSizes: engine.cacheSizes)
+            packedCache = packed
+            return packed
+        }
+    }
+}

@@ -1,0 +1,170 @@
+import Foundation
+
+/// Fused attention, flash style: for a block of queries, stream blocks of keys and values,
+/// `S = Q K^T`, add masks generated block by block, keep a running row max and row sum
+/// (online softmax) and accumulate `O += P V`. Only a `[blockQueries x blockKeys]` score tile
+/// exists at any time; no `[L, S]` buffer is made unless the caller writes weights.
+public enum FlashAttention {
+    /// Query rows per tile.
+    public static let blockQueries = 64
+    /// Keys per streamed block.
+    public static let blockKeys = 128
+
+    /// Per-worker scratch: one score tile and the GEMM packing buffers.
+    public final class Workspace: @unchecked Sendable {
+        let scores: UnsafeMutablePointer<Float>
+        let rowMax: UnsafeMutablePointer<Float>
+        let rowSum: UnsafeMutablePointer<Float>
+        let rowScale: UnsafeMutablePointer<Float>
+        public let gemm: GEMMWorkspace
+
+        public init(cacheSizes: CacheSizes = CacheSizes()) {
+            scores = .allocate(capacity: blockQueries * blockKeys)
+            rowMax = .allocate(capacity: blockQueries)
+            rowSum = .allocate(capacity: blockQueries)
+            rowScale = .allocate(capacity: blockQueries)
+            gemm = GEMMWorkspace(cacheSizes: cacheSizes)
+        }
+
+        deinit {
+            scores.deallocate()
+            rowMax.deallocate()
+            rowSum.deallocate()
+            rowScale.deallocate()
+        }
+    }
+
+    /// Computes `softmax(Q K^T + masks) V` for the query rows `queries`.
+    ///
+    /// - Parameters:
+    ///   - output: `[L, D]` rows (row stride `outputRowStride`); rows in `queries` are written.
+    ///   - statistics: `nil`, or `[L, 2]` receiving each row's max and sum of `exp(s - max)`,
+    ///     which `weights(...)` needs.
+    /// A row whose keys are all masked gets zeros (and sum 0), never NaN.
+    public static func attend(
+        _ problem: AttentionProblem, queries: Range<Int>, output: UnsafeMutablePointer<Float>,
+        outputRowStride: Int, statistics: UnsafeMutablePointer<Float>?, workspace: Workspace
+    ) {
+        let rows = queries.count
+        let D = problem.headDim
+        precondition(rows <= blockQueries)
+        let o = MutableMatrixView(base: output + queries.lowerBound * outputRowStride, rows: rows, cols: D,
+                                  rowStride: outputRowStride)
+        for i in 0..<rows {
+            workspace.rowMax[i] = -.infinity
+            workspace.rowSum[i] = 0
+            for d in 0..<D { o[i, d] = 0 }
+        }
+        var s0 = 0
+        while s0 < problem.keyCount {
+            let keys = s0..<min(s0 + blockKeys, problem.keyCount)
+            s0 = keys.upperBound
+            if problem.causallyHidden(queries: queries, keys: keys) { continue }
+            let cols = keys.count
+            scoreTile(problem, queries: queries, keys: keys, workspace: workspace)
+            for i in 0..<rows {
+                let row = workspace.scores + i * blockKeys
+                let oldMax = workspace.rowMax[i]
+                let newMax = max(oldMax, VectorMath.maximum(row, count: cols))
+                if newMax == -.infinity {
+                    // Every key so far is masked: this block contributes nothing.
+                    for j in 0..<cols { row[j] = 0 }
+                    workspace.rowScale[i] = 1
+                    continue
+                }
+                let blockSum = VectorMath.expSubtractingSum(row, subtracting: newMax, into: row, count: cols)
+                let rescale = oldMax == -.infinity ? 0 : Float(exp(Double(oldMax - newMax)))
+                workspace.rowScale[i] = rescale
+                workspace.rowSum[i] = workspace.rowSum[i] * rescale + blockSum
+                workspace.rowMax[i] = newMax
+            }
+            for i in 0..<rows where workspace.rowScale[i] != 1 {
+                let scale = workspace.rowScale[i]
+                for d in 0..<D { o[i, d] *= scale }
+            }
+            let p = MatrixView(base: workspace.scores, rows: rows, cols: cols, rowStride: blockKeys)
+            let v = MatrixView(base: problem.v + keys.lowerBound * D, rows: cols, cols: D, rowStride: D)
+            GEMM.multiply(p, v, accumulate: true, into: o, workspace: workspace.gemm)
+        }
+        for i in 0..<rows {
+            let sum = workspace.rowSum[i]
+            let inverse: Float = sum > 0 ? 1 / sum : 0
+            for d in 0..<D { o[i, d] *= inverse }
+            if let statistics {
+                statistics[(queries.lowerBound + i) * 2] = workspace.rowMax[i]
+                statistics[(queries.lowerBound + i) * 2 + 1] = sum
+            }
+        }
+    }
+
+    /// Writes (or adds) the softmax probabilities of rows `queries` to `weights`, using the row
+    /// statistics that `attend` produced.
+    ///
+    /// - Parameters:
+    ///   - weights: `[L, S]`, any strides; `weights[l, s] (+)= scale * p[l, s]`.
+    ///   - accumulate: add to `weights` instead of overwriting (head averaging).
+    public static func weights(
+        _ problem: AttentionProblem, queries: Range<Int>, statistics: UnsafePointer<Float>,
+        into weights: MutableMatrixView, scale: Float, accumulate: Bool, workspace: Workspace
+    ) {
+        let rows = queries.count
+        var s0 = 0
+        while s0 < problem.keyCount {
+            let keys = s0..<min(s0 + blockKeys, problem.keyCount)
+            s0 = keys.upperBound
+            let cols = keys.count
+            if problem.causallyHidden(queries: queries, keys: keys) {
+                if !accumulate {
+                    for i in 0..<rows {
+                        for j in 0..<cols { weights[queries.lowerBound + i, keys.lowerBound + j] = 0 }
+                    }
+                }
+                continue
+            }
+            scoreTile(problem, queries: queries, keys: keys, workspace: workspace)
+            for i in 0..<rows {
+                let l = queries.lowerBound + i
+                let rowMax = statistics[l * 2]
+                let sum = statistics[l * 2 + 1]
+                let row = workspace.scores + i * blockKeys
+                if sum > 0 {
+                    _ = VectorMath.expSubtractingSum(row, subtracting: rowMax, into: row, count: cols)
+                    let factor = scale / sum
+                    for j in 0..<cols { row[j] *= factor }
+                } else {
+                    for j in 0..<cols { row[j] = 0 }
+                }
+                if accumulate {
+                    for j in 0..<cols { weights[l, keys.lowerBound + j] += row[j] }
+                } else {
+                    for j in 0..<cols { weights[l, keys.lowerBound + j] = row[j] }
+                }
+            }
+        }
+    }
+
+    /// Scores of one tile with every mask applied, into `workspace.scores` (row stride `blockKeys`).
+    static func scoreTile(_ problem: AttentionProblem, queries: Range<Int>, keys: Range<Int>, workspace: Workspace) {
+        let D = problem.headDim
+        let rows = queries.count
+        let cols = keys.count
+        let q = MatrixView(base: problem.q + queries.lowerBound * D, rows: rows, cols: D, rowStride: D)
+        let kT = MatrixView(base: problem.k + keys.lowerBound * D, rows: D, cols: cols, rowStride: 1, colStride: D)
+        let s = MutableMatrixView(base: workspace.scores, rows: rows, cols: cols, rowStride: blockKeys)
+        GEMM.multiply(q, kT, into: s, workspace: workspace.gemm)
+        let maskedCols = min(keys.upperBound, problem.maskedKeys) - keys.lowerBound
+        guard maskedCols > 0 else { return }
+        for i in 0..<rows {
+            let l = queries.lowerBound + i
+            let row = workspace.scores + i * blockKeys
+            problem.attnMask?.add(row: l, columns: keys.lowerBound, count: maskedCols, to: row)
+            problem.paddingMask?.add(row: 0, columns: keys.lowerBound, count: maskedCols, to: row)
+            if problem.causal {
+                let firstHidden = max(l + 1 - keys.lowerBound, 0)
+                if firstHidden < maskedCols {
+                    for j in firstHidden..<maskedCols { row[j] = -.infinity }
+                }
+            }
+        }
+    }
+}
