@@ -17,7 +17,9 @@ let package = Package(
     targets: [
         // MARK: Public API
         .target(name: "Multihead", dependencies: ["MultiheadRuntime", "MultiheadKernels", "MultiheadTopology"]),
-        .target(name: "MultiheadC", dependencies: ["Multihead"]),
+        .target(name: "MultiheadC", dependencies: ["Multihead", "CMultiheadABI"]),
+        /// Exposes `include/multihead.h` (a link) to the Swift side of the C ABI.
+        .target(name: "CMultiheadABI"),
         .executableTarget(
             name: "multihead",
             dependencies: ["Multihead", .product(name: "ArgumentParser", package: "swift-argument-parser")]),

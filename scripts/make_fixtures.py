@@ -33,7 +33,7 @@ float32 result is not within CONDITION_TOL of its float64 result (e.g. two
 nearly tied logits of size 1e4+) is redrawn with another seed, so each fixture
 is well conditioned and a float32 engine can be held to a tight tolerance.
 
-Usage: python3 scripts/make_fixtures.py [--out DIR] [--check]
+Usage: python3 scripts/make_fixtures.py [--out DIR]
 """
 
 from __future__ import annotations
@@ -41,12 +41,11 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import random
 import struct
 import sys
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -115,7 +114,7 @@ class Case:
     need_weights: bool
     average: bool
     batch: int = 1
-    special: str = ""  # "", "big", "fullrow", "fullhead", "fullbatch"
+    special: str = ""  # "", "big" (inputs x 1e3), "big10", "fullrow", "fullhead", "fullbatch"
     seq: tuple[int, int] | None = None  # (L, S); drawn when None
 
     @property
@@ -256,6 +255,9 @@ def targeted_cases(rng: random.Random) -> list[Case]:
                               ("bf0", "v", "none", False)]:
         add(layout=layout, kv=kv, am=am, need_weights=w, special="big", embed_dim=8, num_heads=2)
     add(special="big", add_zero_attn=True, add_bias_kv=True, kpm="bool", embed_dim=12, num_heads=3)
+    # Inputs x 10: logits in the hundreds, past exp's float32 range, softmax not yet one-hot.
+    for layout, am, w in [("bf0", "2d-float", True), ("bf1", "none", False), ("unb0", "3d-bool", True)]:
+        add(layout=layout, am=am, need_weights=w, average=False, special="big10", embed_dim=8, num_heads=2)
     # Fully masked query rows through attn_mask (every head), 2-D and 3-D, bool and float.
     for i, (am, (w, avg)) in enumerate(itertools.product(
             ["2d-bool", "2d-float", "3d-bool", "3d-float"], [(False, True), (True, True), (True, False)])):
@@ -403,7 +405,7 @@ def build(case: Case, seed: int):
             return (length, features)
         return (N, length, features) if case.batch_first else (length, N, features)
 
-    scale = 1e3 if case.special == "big" else 1.0
+    scale = {"big": 1e3, "big10": 10.0}.get(case.special, 1.0)
     query = torch.randn(shaped(L, E)) * scale
     if case.kv == "self":
         key = value = query
@@ -474,12 +476,12 @@ def make_case(case: Case, seed: int):
                                            dtype=torch.float64)
     module64.load_state_dict({k: v.double() for k, v in module.state_dict().items()})
     module64.eval()
-    up = lambda t: None if t is None or t.dtype == torch.bool else t.double()
-    q64 = b["query"].double()
-    k64 = q64 if case.kv == "self" else b["key"].double()
-    v64 = q64 if case.kv == "self" else b["value"].double()
-    kpm64 = b["kpm"] if b["kpm"] is None or b["kpm"].dtype == torch.bool else up(b["kpm"])
-    am64 = b["am"] if b["am"] is None or b["am"].dtype == torch.bool else up(b["am"])
+    def up(t):  # float tensors to float64; bool masks and None as they are
+        return t if t is None or t.dtype == torch.bool else t.double()
+    q64 = up(b["query"])
+    k64 = q64 if case.kv == "self" else up(b["key"])
+    v64 = q64 if case.kv == "self" else up(b["value"])
+    kpm64, am64 = up(b["kpm"]), up(b["am"])
     out64, weights64 = run_module(module64, q64, k64, v64, kpm64, am64, case)
     if not _close(out, out64, CONDITION_TOL):
         return None

@@ -152,18 +152,18 @@ extension MultiheadAttention {
 
     /// Loads parameters from a `.safetensors` file, such as one written by
     /// `safetensors.torch.save_file(module.state_dict(), path)`; F32, F16 and BF16 are converted.
-    /// - Parameters:
-    ///   - prefix: read `prefix + name` (e.g. `"layers.0.self_attn."`); other tensors are ignored.
-    ///   - strict: every parameter must be present (extra tensors under `prefix` are errors too).
-    /// - Throws: `MultiheadError.io` / `.format` for unreadable or malformed files, and what
-    ///   `loadStateDict` throws.
-    public func loadSafetensors(path: String, prefix: String = "", strict: Bool = true) throws {
+    /// Every parameter must be present; tensors that are not parameters are ignored, so one file
+    /// can hold a whole model.
+    /// - Parameter prefix: read `prefix + name` (e.g. `"layers.0.self_attn."`).
+    /// - Throws: `MultiheadError.io` / `.format` for unreadable or malformed files, `.invalidArgument`
+    ///   for missing parameters, `.shape` for wrong shapes. Nothing is changed when it throws.
+    public func loadSafetensors(path: String, prefix: String = "") throws {
         let file = try SafetensorsFile(path: path)
         var dict: [String: Tensor<Float>] = [:]
-        for name in file.names where name.hasPrefix(prefix) {
-            dict[String(name.dropFirst(prefix.count))] = try file.floatTensor(name)
+        for (name, _) in config.parameterShapes where file.entries[prefix + name] != nil {
+            dict[name] = try file.floatTensor(prefix + name)
         }
-        try loadStateDict(dict, strict: strict)
+        try loadStateDict(dict, strict: true)
     }
 
     /// The packed parameters, packing them on first use after a change.

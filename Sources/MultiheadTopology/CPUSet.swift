@@ -43,7 +43,7 @@ public final class CPUSet: @unchecked Sendable {
     /// Parses a CPU list such as `"0-3,6"` (the `description` format).
     ///
     /// Items are single indices or inclusive ranges `first-last`, separated by
-    /// commas; spaces around items are allowed; `""` is the empty set.
+    /// commas; spaces around numbers are allowed; `""` is the empty set.
     /// Stricter than `hwloc_bitmap_list_sscanf`, which accepts `"0x3"` and `"3-1"`.
     ///
     /// - Parameter list: the text to parse.
@@ -114,7 +114,8 @@ public final class CPUSet: @unchecked Sendable {
             guard !item.isEmpty else { throw fail("empty item between commas") }
             let bounds = item.split(separator: "-", omittingEmptySubsequences: false)
             guard bounds.count <= 2 else { throw fail("\"\(item)\" has more than one '-'") }
-            let numbers = try bounds.map { bound -> Int in
+            let numbers = try bounds.map { piece -> Int in
+                let bound = String(piece).trimmingSpaces
                 guard !bound.isEmpty, bound.allSatisfy({ $0.isASCII && $0.isNumber }) else {
                     throw fail("\"\(item)\" is not an index or a range first-last")
                 }

@@ -70,6 +70,23 @@ final class BindingTests: XCTestCase {
         }
     }
 
+    func testBindingToAbsentPUThrows() throws {
+        let machine = try Topology.load()
+        try XCTSkipUnless(machine.bindingSupported, "thread binding unsupported on this machine")
+        try XCTSkipIf(machine.cpuset.contains(63), "needs a machine without PU 63")
+        // A this-system claim whose PUs do not exist: the OS refuses, and the error says so.
+        let topology = try Topology.load(synthetic: "core:64 pu:1", isThisSystem: true)
+        try TopologyTestSupport.onNewThread {
+            XCTAssertThrowsError(try topology.bindCurrentThread(to: CPUSet(puOSIndices: [63]))) { error in
+                guard case TopologyError.bindingFailed(let cpuset, _) = error else {
+                    return XCTFail("unexpected error \(error)")
+                }
+                XCTAssertEqual(cpuset, "63")
+                XCTAssertTrue("\(error)".hasPrefix("could not bind the current thread to PUs 63: "), "\(error)")
+            }
+        }
+    }
+
     func testNodeLocalAllocationOnThisMachine() throws {
         let topology = try Topology.load()
         let bytes = 1 << 20

@@ -173,7 +173,7 @@ def mha_reference(query, key, value, params: Mapping[str, np.ndarray], *, embed_
         bias_k = _param(params, "bias_k").reshape(1, 1, E)
         bias_v = _param(params, "bias_v").reshape(1, 1, E)
         k = np.concatenate([k, np.broadcast_to(bias_k, (1, N, E))], axis=0)
-        v = np.concatenate([v, np.broadcast_to(bias_k, (1, N, E))], axis=0)
+        v = np.concatenate([v, np.broadcast_to(bias_v, (1, N, E))], axis=0)
         appended += 1
 
     # Head split: (N, H, length, D).

@@ -1,0 +1,52 @@
+# Multihead: the two commands are `make demo` and `make test`.
+PREFIX ?= /usr/local
+SWIFT ?= swift
+PYTHON ?= python3
+CC ?= cc
+BUILD := build
+LIB := $(BUILD)/lib/libmultihead.so
+# libmultihead.so carries the Swift runtime, so it loads where no Swift toolchain is installed.
+LIB_FLAGS := -c release --product multihead -Xswiftc -static-stdlib --scratch-path .build-lib
+
+.PHONY: all lib cli demo test test-swift test-c test-python examples install bench clean
+
+all: lib cli
+
+lib: $(LIB)
+
+$(LIB): Package.swift $(shell find Sources include -type f -o -type l)
+	$(SWIFT) build $(LIB_FLAGS)
+	mkdir -p $(BUILD)/lib
+	cp .build-lib/release/libmultihead.so $(LIB)
+
+cli:
+	$(SWIFT) build -c release --product multihead-cli
+
+# The main job: the seed document's examples on the engine.
+demo: cli
+	.build/release/multihead-cli demo
+
+test: test-swift test-c test-python examples
+
+test-swift:
+	$(SWIFT) test
+
+test-c: lib
+	$(MAKE) -C tests/c LIB_DIR=$(CURDIR)/$(BUILD)/lib INCLUDE_DIR=$(CURDIR)/include run
+
+test-python: lib
+	MULTIHEAD_LIBRARY=$(CURDIR)/$(LIB) PYTHONPATH=$(CURDIR)/bindings/python $(PYTHON) -m pytest -q bindings/python/tests
+
+examples: lib
+	$(MAKE) -C examples/c LIB_DIR=$(CURDIR)/$(BUILD)/lib INCLUDE_DIR=$(CURDIR)/include run
+	MULTIHEAD_LIBRARY=$(CURDIR)/$(LIB) PYTHONPATH=$(CURDIR)/bindings/python $(PYTHON) examples/python/seed_examples.py
+	$(SWIFT) run SeedExamples
+
+install: lib
+	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
+	install -m 644 $(LIB) $(DESTDIR)$(PREFIX)/lib/libmultihead.so
+	install -m 644 include/multihead.h $(DESTDIR)$(PREFIX)/include/multihead.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' multihead.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/multihead.pc
+
+clean:
+	rm -rf $(BUILD) .build .build-lib

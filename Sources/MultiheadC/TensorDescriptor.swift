@@ -1,0 +1,70 @@
+import CMultiheadABI
+import Multihead
+
+/// Checks an `mh_tensor` descriptor and turns it into the API's views. Everything that could
+/// make later code trap (rank, sizes, overflowing products and extents, NULL data) is checked here.
+enum TensorDescriptor {
+    static func shapeAndStrides(_ t: mh_tensor, _ name: String) throws -> (shape: [Int], strides: [Int]) {
+        guard t.rank >= 0, t.rank <= MH_MAX_RANK else {
+            throw ABIError.shape("\(name).rank is \(t.rank), must be 0...\(MH_MAX_RANK)")
+        }
+        let rank = Int(t.rank)
+        let shape = withUnsafeBytes(of: t.shape) { Array($0.bindMemory(to: Int64.self).prefix(rank)) }
+        let strides = withUnsafeBytes(of: t.strides) { Array($0.bindMemory(to: Int64.self).prefix(rank)) }
+        guard shape.allSatisfy({ $0 >= 0 }) else { throw ABIError.shape("\(name) has a negative size in shape \(shape)") }
+        var elements: Int64 = 1
+        var extent: Int64 = 0
+        for (size, stride) in zip(shape, strides) {
+            let (e, overflowE) = elements.multipliedReportingOverflow(by: size)
+            let (span, overflowS) = stride.magnitude.multipliedReportingOverflow(by: UInt64(max(size - 1, 0)))
+            let (x, overflowX) = UInt64(extent).addingReportingOverflow(span)
+            guard !overflowE, !overflowS, !overflowX, x < UInt64(Int64.max / 8) else {
+                throw ABIError(status: MH_ERR_OUT_OF_MEMORY, message: "\(name) of shape \(shape) and strides \(strides) overflows the address space")
+            }
+            elements = e
+            extent = Int64(x)
+        }
+        if elements > 0 && t.data == nil { throw ABIError.invalid("\(name).data is NULL for a tensor of shape \(shape)") }
+        return (shape.map { Int($0) }, strides.map { Int($0) })
+    }
+
+    static func element(_ t: mh_tensor, _ name: String, allowBool: Bool) throws -> TensorView.Element {
+        switch t.dtype {
+        case MH_DTYPE_F32: return .float32
+        case MH_DTYPE_BOOL where allowBool: return .bool
+        case MH_DTYPE_BOOL: throw ABIError.shape("\(name) must be float32 (MH_DTYPE_F32), got bool")
+        default:
+            throw ABIError.shape("\(name).dtype \(t.dtype.rawValue) is not a valid mh_dtype"
+                                 + (allowBool ? " (masks must be MH_DTYPE_BOOL or MH_DTYPE_F32)" : " (expected MH_DTYPE_F32)"))
+        }
+    }
+
+    /// An input view; masks may be bool.
+    static func input(_ pointer: UnsafePointer<mh_tensor>?, _ name: String, allowBool: Bool = false) throws -> TensorView {
+        let t = try required(pointer, name).pointee
+        let element = try element(t, name, allowBool: allowBool)
+        let (shape, strides) = try shapeAndStrides(t, name)
+        let base = t.data.map { UnsafeRawPointer($0) } ?? UnsafeRawPointer(bitPattern: 64)!
+        return TensorView(base: base, element: element, shape: shape, strides: strides)
+    }
+
+    static func optionalInput(_ pointer: UnsafePointer<mh_tensor>?, _ name: String) throws -> TensorView? {
+        guard pointer != nil else { return nil }
+        return try input(pointer, name, allowBool: true)
+    }
+
+    /// A float32 output view.
+    static func output(_ pointer: UnsafeMutablePointer<mh_tensor>?, _ name: String) throws -> MutableTensorView {
+        let t = try required(pointer, name).pointee
+        _ = try element(t, name, allowBool: false)
+        let (shape, strides) = try shapeAndStrides(t, name)
+        let base = t.data.map { $0.assumingMemoryBound(to: Float.self) } ?? UnsafeMutablePointer(bitPattern: 64)!
+        return MutableTensorView(base: base, shape: shape, strides: strides)
+    }
+
+    /// Writes `shape` into a caller's `int64_t[MH_MAX_RANK]`.
+    static func write(_ shape: [Int], rank: UnsafeMutablePointer<Int32>, into out: UnsafeMutablePointer<Int64>) {
+        rank.pointee = Int32(shape.count)
+        for (i, d) in shape.enumerated() { out[i] = Int64(d) }
+    }
+}
