@@ -1,0 +1,12 @@
+import ArgumentParser
+import Foundation
+import Multihead
+
+@main
+struct MultiheadCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "multihead",
+        abstract: "Multi-head attention on the CPU with PyTorch's semantics.",
+        subcommands: [Demo.self, TopologyCommand.self],
+        defaultSubcommand: Demo.self)
+}
