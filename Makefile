@@ -17,7 +17,8 @@ lib: $(LIB)
 $(LIB): Package.swift $(shell find Sources include -type f -o -type l)
 	$(SWIFT) build $(LIB_FLAGS)
 	mkdir -p $(BUILD)/lib
-	cp .build-lib/release/libmultihead.so $(LIB)
+	# A new file and a rename: processes that have the old library mapped keep working.
+	cp .build-lib/release/libmultihead.so $(LIB).tmp && mv -f $(LIB).tmp $(LIB)
 
 cli:
 	$(SWIFT) build -c release --product multihead-cli

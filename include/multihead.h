@@ -14,6 +14,7 @@
  *   elements, not bytes; any sign; 0 broadcasts), so both (L, N, E) and (N, L, E) layouts and
  *   strided views work without copies. The library never keeps a pointer to caller memory after
  *   a call returns.
+ * - Outputs must not overlap inputs or each other.
  * - Thread safety: mh_engine and mh_mha are safe to use from several threads at once, including
  *   concurrent mh_mha_forward calls on one module (same bits as one thread). Setting parameters
  *   while another thread runs forward is safe; that forward sees the old or the new parameters.
@@ -57,7 +58,7 @@ typedef enum mh_dtype {
  * ((char *)data) + (i0 * strides[0] + i1 * strides[1] + ...) * element_size. */
 typedef struct mh_tensor {
     void *data;                    /* may be NULL only when the tensor has no elements */
-    mh_dtype dtype;
+    int32_t dtype;                 /* an mh_dtype (a fixed-size field keeps the ABI stable) */
     int32_t rank;                  /* 0 ... MH_MAX_RANK */
     int64_t shape[MH_MAX_RANK];    /* sizes, >= 0 */
     int64_t strides[MH_MAX_RANK];  /* in elements */
@@ -65,7 +66,7 @@ typedef struct mh_tensor {
 
 /* Fills *t as a C-contiguous (row-major) view of data. Returns MH_ERR_INVALID_ARGUMENT for a
  * NULL t or shape, MH_ERR_SHAPE for a bad rank or negative size. */
-mh_status mh_tensor_init_contiguous(mh_tensor *t, void *data, mh_dtype dtype, int32_t rank, const int64_t *shape);
+mh_status mh_tensor_init_contiguous(mh_tensor *t, void *data, int32_t dtype, int32_t rank, const int64_t *shape);
 
 /* A static English name of s, never NULL ("MH_ERR_SHAPE", ...). Thread-safe. */
 const char *mh_status_string(mh_status s);

@@ -4,6 +4,8 @@ import MultiheadKernels
 extension MultiheadAttention {
     /// Output-projection columns per tile.
     static let outputColumnBlock = 64
+    /// Multiply-adds below which a call runs on the calling thread alone.
+    static let parallelWorkThreshold = 1 << 20
 
     /// Executes a checked plan: input projections into head-major `[N, H, L|S, D]` buffers, fused
     /// attention per (batch, head, query block) into `[N, L, E]`, then the output projection and
@@ -14,6 +16,9 @@ extension MultiheadAttention {
         let keyCount = plan.keyCount
         let packed = packedParameters()
         let executor = engine.executor
+        // Below about a million multiply-adds, waking workers costs more than it saves.
+        let work = N.multipliedReportingOverflow(by: L &* E &* (c.qdim + E) &+ S &* E &* (c.kdim + c.vdim) &+ 2 &* L &* keyCount &* E)
+        let parallel = work.overflow || work.partialValue < 0 || work.partialValue >= Self.parallelWorkThreshold
         let q = UnsafeMutablePointer<Float>.allocate(capacity: max(N * H * L * D, 1))
         let k = UnsafeMutablePointer<Float>.allocate(capacity: max(N * H * keyCount * D, 1))
         let v = UnsafeMutablePointer<Float>.allocate(capacity: max(N * H * keyCount * D, 1))
@@ -25,7 +30,7 @@ extension MultiheadAttention {
         engine.withWorkspaces { workspaces in
             // 1. Projections, one (batch, head, which) tile each.
             let scale = 1 / Float(D).squareRoot()
-            executor.run(tiles: N * H * 3) { tile, worker in
+            executor.run(tiles: N * H * 3, parallel: parallel) { tile, worker in
                 let (nh, which) = tile.quotientAndRemainder(dividingBy: 3)
                 let (n, h) = nh.quotientAndRemainder(dividingBy: H)
                 let columns = h * D ..< (h + 1) * D
@@ -69,7 +74,7 @@ extension MultiheadAttention {
             func queryBlock(_ b: Int) -> Range<Int> {
                 b * FlashAttention.blockQueries ..< min((b + 1) * FlashAttention.blockQueries, L)
             }
-            executor.run(tiles: N * H * blocks) { tile, worker in
+            executor.run(tiles: N * H * blocks, parallel: parallel) { tile, worker in
                 let (nh, block) = tile.quotientAndRemainder(dividingBy: blocks)
                 let (n, h) = nh.quotientAndRemainder(dividingBy: H)
                 FlashAttention.attend(problem(n, h), queries: queryBlock(block), output: attended + n * L * E + h * D,
@@ -81,7 +86,7 @@ extension MultiheadAttention {
             let columnBlocks = (E + Self.outputColumnBlock - 1) / Self.outputColumnBlock
             let projectionTiles = N * columnBlocks
             let weightTiles = weights == nil ? 0 : N * blocks
-            executor.run(tiles: projectionTiles + weightTiles) { tile, worker in
+            executor.run(tiles: projectionTiles + weightTiles, parallel: parallel) { tile, worker in
                 let workspace = workspaces[worker]
                 if tile < projectionTiles {
                     let (n, block) = tile.quotientAndRemainder(dividingBy: columnBlocks)

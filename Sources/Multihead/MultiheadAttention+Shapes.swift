@@ -67,6 +67,10 @@ extension MultiheadAttention {
     /// - Throws: the shape errors `forward` would throw.
     public func outputShapes(query: [Int], key: [Int], value: [Int], options: ForwardOptions = ForwardOptions())
         throws -> (output: [Int], weights: [Int]?) {
+        for (name, shape) in [("query", query), ("key", key), ("value", value)] {
+            guard shape.allSatisfy({ $0 >= 0 }) else { throw MultiheadError.shape("\(name) has a negative dimension: \(shape)") }
+            _ = try checkedProduct(shape, name)
+        }
         let q = TensorView(base: UnsafeRawPointer(bitPattern: 64)!, element: .float32, shape: query, strides: Tensor<Float>.contiguousStrides(query))
         let k = TensorView(base: q.base, element: .float32, shape: key, strides: Tensor<Float>.contiguousStrides(key))
         let v = TensorView(base: q.base, element: .float32, shape: value, strides: Tensor<Float>.contiguousStrides(value))

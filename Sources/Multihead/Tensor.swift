@@ -35,7 +35,7 @@ public struct Tensor<Scalar: Sendable>: Sendable {
         var s = 1
         for i in stride(from: shape.count - 1, through: 0, by: -1) {
             strides[i] = s
-            s *= max(shape[i], 1)
+            s = s &* max(shape[i], 1)
         }
         return strides
     }

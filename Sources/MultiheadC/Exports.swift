@@ -38,7 +38,7 @@ public func mh_version_number_impl() -> UInt32 { UInt32(MH_VERSION_MAJOR * 10000
 
 @_cdecl("mh_tensor_init_contiguous")
 public func mh_tensor_init_contiguous_impl(_ t: UnsafeMutablePointer<mh_tensor>?, _ data: UnsafeMutableRawPointer?,
-                                           _ dtype: mh_dtype, _ rank: Int32, _ shape: UnsafePointer<Int64>?) -> mh_status {
+                                           _ dtype: Int32, _ rank: Int32, _ shape: UnsafePointer<Int64>?) -> mh_status {
     guarded("mh_tensor_init_contiguous") {
         let t = try required(t, "t")
         guard rank >= 0, rank <= MH_MAX_RANK else { throw ABIError.shape("rank is \(rank), must be 0...\(MH_MAX_RANK)") }

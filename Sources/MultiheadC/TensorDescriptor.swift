@@ -30,11 +30,11 @@ enum TensorDescriptor {
 
     static func element(_ t: mh_tensor, _ name: String, allowBool: Bool) throws -> TensorView.Element {
         switch t.dtype {
-        case MH_DTYPE_F32: return .float32
-        case MH_DTYPE_BOOL where allowBool: return .bool
-        case MH_DTYPE_BOOL: throw ABIError.shape("\(name) must be float32 (MH_DTYPE_F32), got bool")
+        case Int32(MH_DTYPE_F32.rawValue): return .float32
+        case Int32(MH_DTYPE_BOOL.rawValue) where allowBool: return .bool
+        case Int32(MH_DTYPE_BOOL.rawValue): throw ABIError.shape("\(name) must be float32 (MH_DTYPE_F32), got bool")
         default:
-            throw ABIError.shape("\(name).dtype \(t.dtype.rawValue) is not a valid mh_dtype"
+            throw ABIError.shape("\(name).dtype \(t.dtype) is not a valid mh_dtype"
                                  + (allowBool ? " (masks must be MH_DTYPE_BOOL or MH_DTYPE_F32)" : " (expected MH_DTYPE_F32)"))
         }
     }

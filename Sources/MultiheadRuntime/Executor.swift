@@ -20,9 +20,11 @@ public final class Executor: @unchecked Sendable {
     ///
     /// `worker` is in `0..<threadCount` and no two concurrent calls share it, so it can index
     /// per-worker scratch. Returns when every tile has finished.
-    public func run(tiles tileCount: Int, _ body: (_ tile: Int, _ worker: Int) -> Void) {
+    /// - Parameter parallel: false runs every tile on the calling thread, for work too small to
+    ///   pay for waking workers (the tiles, and so the results, are the same).
+    public func run(tiles tileCount: Int, parallel: Bool = true, _ body: (_ tile: Int, _ worker: Int) -> Void) {
         guard tileCount > 0 else { return }
-        let workers = min(threadCount, tileCount)
+        let workers = parallel ? min(threadCount, tileCount) : 1
         if workers == 1 {
             for tile in 0..<tileCount { body(tile, 0) }
             return

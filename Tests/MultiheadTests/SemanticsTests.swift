@@ -76,4 +76,20 @@ final class SemanticsTests: XCTestCase {
         }
         XCTAssertEqual(out.map(\.bitPattern), expected.scalars.map(\.bitPattern))
     }
+
+    /// Big enough to run on several workers: the bits must not depend on the thread count.
+    func testBitIdenticalAcrossThreadCountsOnParallelShapes() throws {
+        let q = try Tensor<Float>(randomNormal: [150, 3, 64], seed: 1)
+        let kv = try Tensor<Float>(randomNormal: [300, 3, 64], seed: 2)
+        let kpm = Mask.bool(try Tensor(shape: [3, 300], scalars: (0..<900).map { $0 % 7 == 3 }))
+        for average in [true, false] {
+            var results: [[UInt32]] = []
+            for threads in [1, 2, 3, 5] {
+                let m = try MultiheadAttention(embedDim: 64, numHeads: 4, addBiasKV: true, seed: 3, engine: try Engine(threads: threads))
+                let (o, w) = try m(q, kv, kv, keyPaddingMask: kpm, averageAttnWeights: average, isCausal: true)
+                results.append((o.scalars + w!.scalars).map(\.bitPattern))
+            }
+            for r in results.dropFirst() { XCTAssertEqual(r, results[0], "average=\(average)") }
+        }
+    }
 }
