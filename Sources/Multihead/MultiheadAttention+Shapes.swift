@@ -4,8 +4,9 @@ import MultiheadKernels
 public struct ForwardOptions: Sendable, Equatable {
     public var needWeights: Bool
     public var averageAttnWeights: Bool
-    /// With `attnMask` nil: apply a top-left causal mask. With `attnMask`: a hint, as in PyTorch
-    /// (the mask given is used).
+    /// With `attnMask` nil: apply a top-left causal mask. With `attnMask`: a promise that the mask
+    /// is causal, as in PyTorch: the mask is applied and the causal structure is assumed too, so
+    /// key blocks after the queries are skipped.
     public var isCausal: Bool
 
     public init(needWeights: Bool = true, averageAttnWeights: Bool = true, isCausal: Bool = false) {
@@ -158,7 +159,7 @@ extension MultiheadAttention {
         }
         return ForwardPlan(batched: batched, N: N, L: L, S: S, keyCount: keyCount, query: input(query),
                            key: input(key), value: input(value), attnMask: attn, paddingMask: paddingMask,
-                           causal: options.isCausal && attnMask == nil, outputShape: outputShape, weightsShape: weightsShape)
+                           causal: options.isCausal, outputShape: outputShape, weightsShape: weightsShape)
     }
 
     private func checkMaskElement(_ m: TensorView, _ name: String) throws {

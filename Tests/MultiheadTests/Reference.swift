@@ -71,9 +71,8 @@ struct ReferenceAttention {
                             if let attnMask {
                                 let index = attnMask.shape.count == 2 ? l * S + s : ((n * H + h) * L + l) * S + s
                                 scores[s] += maskValue(attnMask, index)
-                            } else if isCausal && s > l {
-                                scores[s] = -.infinity
                             }
+                            if isCausal && s > l { scores[s] = -.infinity }
                             scores[s] += maskValue(keyPaddingMask, n * S + s)
                         }
                     }
