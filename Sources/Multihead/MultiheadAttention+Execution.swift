@@ -7,7 +7,7 @@ extension MultiheadAttention {
     /// Multiply-adds below which a call runs on the calling thread alone.
     static let parallelWorkThreshold = 1 << 20
 
-    /// Executes a checked plan: input projections into head-major `[N, H, L|S, D]` buffers, fused
+    /// Executes a checked plan: input projections into `ProjectionBuffers`, fused
     /// attention per (batch, head, query block) into `[N, L, E]`, then the output projection and
     /// (when asked) the weights. Each output element is written by exactly one tile.
     func run(_ plan: ForwardPlan, output: MutableTensorView, weights: MutableTensorView?) {
@@ -19,58 +19,46 @@ extension MultiheadAttention {
         // Below about a million multiply-adds, waking workers costs more than it saves.
         let work = N.multipliedReportingOverflow(by: L &* E &* (c.qdim + E) &+ S &* E &* (c.kdim + c.vdim) &+ 2 &* L &* keyCount &* E)
         let parallel = work.overflow || work.partialValue < 0 || work.partialValue >= Self.parallelWorkThreshold
-        let q = UnsafeMutablePointer<Float>.allocate(capacity: max(N * H * L * D, 1))
-        let k = UnsafeMutablePointer<Float>.allocate(capacity: max(N * H * keyCount * D, 1))
-        let v = UnsafeMutablePointer<Float>.allocate(capacity: max(N * H * keyCount * D, 1))
+        let buffers = ProjectionBuffers(N: N, L: L, keyCount: keyCount, E: E,
+                                        fused: plan.selfAttention && c.packedInputProjection)
         let attended = UnsafeMutablePointer<Float>.allocate(capacity: max(N * L * E, 1))
         let statistics = weights == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: max(N * H * L * 2, 1))
         defer {
-            q.deallocate(); k.deallocate(); v.deallocate(); attended.deallocate(); statistics?.deallocate()
+            buffers.deallocate(); attended.deallocate(); statistics?.deallocate()
         }
         engine.withWorkspaces { workspaces in
-            // 1. Projections, one (batch, head, which) tile each.
-            let scale = 1 / Float(D).squareRoot()
-            executor.run(tiles: N * H * 3, parallel: parallel) { tile, worker in
-                let (nh, which) = tile.quotientAndRemainder(dividingBy: 3)
-                let (n, h) = nh.quotientAndRemainder(dividingBy: H)
-                let columns = h * D ..< (h + 1) * D
-                let gemm = workspaces[worker].gemm
-                func project(_ input: SequenceInput, rows: Int, features: Int, _ weight: PackedMatrix, biasOffset: Int,
-                             scale: Float, into dest: UnsafeMutablePointer<Float>) {
-                    let a = input.matrix(n, rows: rows, cols: features)
-                    let out = MutableMatrixView(base: dest, rows: rows, cols: D, rowStride: D)
-                    if let bias = packed.inputBias {
-                        bias.withUnsafeBufferPointer {
-                            GEMM.multiply(a, weight, columns: columns, bias: $0.baseAddress! + biasOffset, scale: scale, into: out, workspace: gemm)
-                        }
-                    } else {
-                        GEMM.multiply(a, weight, columns: columns, scale: scale, into: out, workspace: gemm)
-                    }
-                }
-                switch which {
-                case 0:
-                    project(plan.query, rows: L, features: c.qdim, packed.query, biasOffset: 0, scale: scale, into: q + nh * L * D)
-                case 1:
-                    let dest = k + nh * keyCount * D
-                    project(plan.key, rows: S, features: c.kdim, packed.key, biasOffset: E, scale: 1, into: dest)
-                    Self.appendExtraKeys(dest + S * D, packed.biasK, head: h, D: D, zeroAttn: c.addZeroAttn)
-                default:
-                    let dest = v + nh * keyCount * D
-                    project(plan.value, rows: S, features: c.vdim, packed.value, biasOffset: 2 * E, scale: 1, into: dest)
-                    Self.appendExtraKeys(dest + S * D, packed.biasV, head: h, D: D, zeroAttn: c.addZeroAttn)
-                }
+            // 1. Projections, one (job, batch, row block) tile each.
+            let jobs = projectionJobs(plan, packed, buffers)
+            let tilesPerJob = jobs.map { N * $0.blocksPerBatch }
+            executor.run(tiles: tilesPerJob.reduce(0, +), parallel: parallel) { tile, worker in
+                var index = tile, j = 0
+                while index >= tilesPerJob[j] { index -= tilesPerJob[j]; j += 1 }
+                let (n, block) = index.quotientAndRemainder(dividingBy: jobs[j].blocksPerBatch)
+                jobs[j].run(batch: n, block: block, bias: packed.inputBias, workspace: workspaces[worker].gemm)
             }
+            appendExtraKeys(plan, packed, buffers)
 
             // 2. Attention, one (batch, head, query block) tile each.
             let blocks = (L + FlashAttention.blockQueries - 1) / FlashAttention.blockQueries
-            func problem(_ n: Int, _ h: Int) -> AttentionProblem {
-                let nh = n * H + h
-                return AttentionProblem(
-                    q: q + nh * L * D, k: k + nh * keyCount * D, v: v + nh * keyCount * D,
-                    queryCount: L, keyCount: keyCount, headDim: D, maskedKeys: S, causal: plan.causal,
-                    attnMask: plan.attnMask?.kernelView(batch: n, head: h),
+            // With several query blocks (or a second pass for the weights), pack each head's keys
+            // and values once instead of once per query block.
+            let problems = UnsafeMutableBufferPointer<AttentionProblem>.allocate(capacity: N * H)
+            defer { problems.deallocate() }
+            let prepack = L > FlashAttention.blockQueries || weights != nil
+            executor.run(tiles: N * H, parallel: parallel && prepack) { nh, _ in
+                let (n, h) = nh.quotientAndRemainder(dividingBy: H)
+                let b = buffers
+                var problem = AttentionProblem(
+                    q: b.q + n * b.qBatchStride + h * D, k: b.k + n * b.kBatchStride + h * D,
+                    v: b.v + n * b.vBatchStride + h * D, qRowStride: b.qRowStride, kRowStride: b.kRowStride,
+                    vRowStride: b.vRowStride, queryCount: L, keyCount: keyCount, headDim: D, maskedKeys: S,
+                    causal: plan.causal, attnMask: plan.attnMask?.kernelView(batch: n, head: h),
                     paddingMask: plan.paddingMask?.kernelView(batch: n, head: 0))
+                if prepack { FlashAttention.packKeysAndValues(&problem, cacheSizes: engine.cacheSizes) }
+                (problems.baseAddress! + nh).initialize(to: problem)
             }
+            defer { _ = problems.baseAddress!.deinitialize(count: N * H) }
+            func problem(_ n: Int, _ h: Int) -> AttentionProblem { problems[n * H + h] }
             func queryBlock(_ b: Int) -> Range<Int> {
                 b * FlashAttention.blockQueries ..< min((b + 1) * FlashAttention.blockQueries, L)
             }
@@ -132,18 +120,5 @@ extension MultiheadAttention {
         let s = output.strides
         if !plan.batched { return (0, s[0], s[1]) }
         return batchFirst ? (s[0], s[1], s[2]) : (s[1], s[0], s[2])
-    }
-
-    /// Writes the `bias_k`/`bias_v` row (head `h`'s slice) and the zero-attention row after the
-    /// projected keys or values.
-    static func appendExtraKeys(_ dest: UnsafeMutablePointer<Float>, _ bias: [Float]?, head h: Int, D: Int, zeroAttn: Bool) {
-        var row = dest
-        if let bias {
-            for d in 0..<D { row[d] = bias[h * D + d] }
-            row += D
-        }
-        if zeroAttn {
-            row.update(repeating: 0, count: D)
-        }
     }
 }

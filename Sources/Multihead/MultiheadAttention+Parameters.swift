@@ -2,11 +2,18 @@ import Foundation
 import MultiheadKernels
 
 /// Parameters in the layout the kernels read: weights transposed and packed once, biases
-/// contiguous. Immutable; rebuilt after a parameter changes.
+/// contiguous, the softmax scale `1/sqrt(D)` folded into the query projection. Immutable; rebuilt
+/// after a parameter changes.
 final class PackedParameters: @unchecked Sendable {
-    /// `W^T` for the query, key, value and output projections: `[in, E]`.
-    let query, key, value, output: PackedMatrix
-    /// `[3E]` (query, key, value) or nil.
+    /// `W^T` of the input projections. With one packed `in_proj_weight` all three are column
+    /// ranges of one `[E, 3E]` matrix (`0..<E` query, then key, then value), so self-attention
+    /// projects with one product; otherwise each is its own `[in, E]` matrix at columns `0..<E`.
+    let query, key, value: PackedMatrix
+    /// Where each projection's columns start in its matrix.
+    let queryColumn, keyColumn, valueColumn: Int
+    /// `W^T` of the output projection, `[E, E]`.
+    let output: PackedMatrix
+    /// `[3E]` (query part scaled), or nil.
     let inputBias: [Float]?
     let outputBias: [Float]?
     /// `[E]` each, or nil.
@@ -15,26 +22,29 @@ final class PackedParameters: @unchecked Sendable {
 
     init(_ config: MultiheadAttentionConfig, _ p: [String: [Float]], cacheSizes: CacheSizes) {
         let E = config.embedDim
-        func pack(_ w: [Float], rowOffset: Int, inputs: Int) -> PackedMatrix {
-            w.withUnsafeBufferPointer { buffer in
-                // w is [rows, inputs] row-major; W^T rows are the inputs.
-                let view = MatrixView(base: buffer.baseAddress! + rowOffset * inputs, rows: inputs, cols: E,
+        let scale = 1 / Float(config.headDim).squareRoot()
+        /// Packs `w` (`[rows, inputs]` row-major) transposed, its first `scaledRows` rows scaled.
+        func pack(_ w: [Float], inputs: Int, scaledRows: Int) -> PackedMatrix {
+            var w = w
+            for i in 0..<(scaledRows * inputs) { w[i] *= scale }
+            return w.withUnsafeBufferPointer { buffer in
+                let view = MatrixView(base: buffer.baseAddress!, rows: inputs, cols: w.count / inputs,
                                       rowStride: 1, colStride: inputs)
                 return PackedMatrix(view, cacheSizes: cacheSizes)
             }
         }
         if config.packedInputProjection {
-            let w = p["in_proj_weight"]!
-            query = pack(w, rowOffset: 0, inputs: E)
-            key = pack(w, rowOffset: E, inputs: E)
-            value = pack(w, rowOffset: 2 * E, inputs: E)
+            let fused = pack(p["in_proj_weight"]!, inputs: E, scaledRows: E)
+            (query, key, value) = (fused, fused, fused)
+            (queryColumn, keyColumn, valueColumn) = (0, E, 2 * E)
         } else {
-            query = pack(p["q_proj_weight"]!, rowOffset: 0, inputs: config.qdim)
-            key = pack(p["k_proj_weight"]!, rowOffset: 0, inputs: config.kdim)
-            value = pack(p["v_proj_weight"]!, rowOffset: 0, inputs: config.vdim)
+            query = pack(p["q_proj_weight"]!, inputs: config.qdim, scaledRows: E)
+            key = pack(p["k_proj_weight"]!, inputs: config.kdim, scaledRows: 0)
+            value = pack(p["v_proj_weight"]!, inputs: config.vdim, scaledRows: 0)
+            (queryColumn, keyColumn, valueColumn) = (0, 0, 0)
         }
-        output = pack(p["out_proj.weight"]!, rowOffset: 0, inputs: E)
-        inputBias = p["in_proj_bias"]
+        output = pack(p["out_proj.weight"]!, inputs: E, scaledRows: 0)
+        inputBias = p["in_proj_bias"].map { bias in bias.enumerated().map { $0 < E ? $1 * scale : $1 } }
         outputBias = p["out_proj.bias"]
         biasK = p["bias_k"]
         biasV = p["bias_v"]

@@ -59,6 +59,8 @@ struct ForwardPlan {
     var attnMask: MaskInput?
     var paddingMask: MaskInput?
     var causal: Bool
+    /// Query, key and value are the same view: one projection product serves all three.
+    var selfAttention: Bool
     var outputShape: [Int]
     var weightsShape: [Int]?
 }
@@ -159,7 +161,10 @@ extension MultiheadAttention {
         }
         return ForwardPlan(batched: batched, N: N, L: L, S: S, keyCount: keyCount, query: input(query),
                            key: input(key), value: input(value), attnMask: attn, paddingMask: paddingMask,
-                           causal: options.isCausal, outputShape: outputShape, weightsShape: weightsShape)
+                           causal: options.isCausal,
+                           selfAttention: query.base == key.base && key.base == value.base && query.shape == key.shape
+                               && key.shape == value.shape && query.strides == key.strides && key.strides == value.strides,
+                           outputShape: outputShape, weightsShape: weightsShape)
     }
 
     private func checkMaskElement(_ m: TensorView, _ name: String) throws {

@@ -31,15 +31,19 @@ public struct AttentionMaskView: @unchecked Sendable {
     }
 }
 
-/// One `(batch, head)` attention problem in head-major layout.
+/// One `(batch, head)` attention problem.
 ///
-/// `q` is `[L, D]`, already multiplied by the softmax scale; `k`, `v` are `[S, D]`; all rows
-/// contiguous with row stride `D`. Keys `s < maskedKeys` take the masks; keys at and past it
-/// (the appended `bias_k` and zero-attention keys) are never masked.
+/// `q` is `[L, D]`, already multiplied by the softmax scale; `k`, `v` are `[S, D]`; each row is
+/// `D` contiguous floats, rows `*RowStride` apart (one head's columns of a projection buffer
+/// that holds every head side by side). Keys `s < maskedKeys` take the masks; keys at and past
+/// it (the appended `bias_k` and zero-attention keys) are never masked.
 public struct AttentionProblem: @unchecked Sendable {
     public var q: UnsafePointer<Float>
     public var k: UnsafePointer<Float>
     public var v: UnsafePointer<Float>
+    public var qRowStride: Int
+    public var kRowStride: Int
+    public var vRowStride: Int
     public var queryCount: Int
     public var keyCount: Int
     public var headDim: Int
@@ -50,13 +54,20 @@ public struct AttentionProblem: @unchecked Sendable {
     public var attnMask: AttentionMaskView?
     /// Key padding: read with `rowStride` 0, `[maskedKeys]`, or `nil`.
     public var paddingMask: AttentionMaskView?
+    /// `K^T` `[D, S]` packed once for all query blocks, or nil to pack block by block.
+    public var packedKeys: PackedMatrix?
+    /// `V` packed once, one `[blockKeys, D]` matrix per key block (`FlashAttention.packValues`), or nil.
+    public var packedValueBlocks: [PackedMatrix]?
 
     public init(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>,
-                queryCount: Int, keyCount: Int, headDim: Int, maskedKeys: Int, causal: Bool,
+                qRowStride: Int, kRowStride: Int, vRowStride: Int, queryCount: Int, keyCount: Int, headDim: Int, maskedKeys: Int, causal: Bool,
                 attnMask: AttentionMaskView?, paddingMask: AttentionMaskView?) {
         self.q = q
         self.k = k
         self.v = v
+        self.qRowStride = qRowStride
+        self.kRowStride = kRowStride
+        self.vRowStride = vRowStride
         self.queryCount = queryCount
         self.keyCount = keyCount
         self.headDim = headDim

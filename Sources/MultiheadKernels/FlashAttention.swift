@@ -83,8 +83,14 @@ public enum FlashAttention {
                 for d in 0..<D { o[i, d] *= scale }
             }
             let p = MatrixView(base: workspace.scores, rows: rows, cols: cols, rowStride: blockKeys)
-            let v = MatrixView(base: problem.v + keys.lowerBound * D, rows: cols, cols: D, rowStride: D)
-            GEMM.multiply(p, v, accumulate: true, into: o, workspace: workspace.gemm)
+            if let values = problem.packedValueBlocks {
+                GEMM.multiply(p, values[keys.lowerBound / blockKeys], columns: 0..<D, accumulate: true, into: o,
+                              workspace: workspace.gemm)
+            } else {
+                let v = MatrixView(base: problem.v + keys.lowerBound * problem.vRowStride, rows: cols, cols: D,
+                                   rowStride: problem.vRowStride)
+                GEMM.multiply(p, v, accumulate: true, into: o, workspace: workspace.gemm)
+            }
         }
         for i in 0..<rows {
             let sum = workspace.rowSum[i]
@@ -143,15 +149,34 @@ public enum FlashAttention {
         }
     }
 
+    /// Packs a problem's keys and values once, so that every query block reuses the panels
+    /// instead of packing them again (worth it when there are several query blocks).
+    public static func packKeysAndValues(_ problem: inout AttentionProblem, cacheSizes: CacheSizes) {
+        let D = problem.headDim
+        let kT = MatrixView(base: problem.k, rows: D, cols: problem.keyCount, rowStride: 1, colStride: problem.kRowStride)
+        problem.packedKeys = PackedMatrix(kT, cacheSizes: cacheSizes)
+        problem.packedValueBlocks = stride(from: 0, to: problem.keyCount, by: blockKeys).map { s0 in
+            let v = MatrixView(base: problem.v + s0 * problem.vRowStride, rows: min(blockKeys, problem.keyCount - s0),
+                               cols: D, rowStride: problem.vRowStride)
+            return PackedMatrix(v, cacheSizes: cacheSizes)
+        }
+    }
+
     /// Scores of one tile with every mask applied, into `workspace.scores` (row stride `blockKeys`).
     static func scoreTile(_ problem: AttentionProblem, queries: Range<Int>, keys: Range<Int>, workspace: Workspace) {
         let D = problem.headDim
         let rows = queries.count
         let cols = keys.count
-        let q = MatrixView(base: problem.q + queries.lowerBound * D, rows: rows, cols: D, rowStride: D)
-        let kT = MatrixView(base: problem.k + keys.lowerBound * D, rows: D, cols: cols, rowStride: 1, colStride: D)
+        let q = MatrixView(base: problem.q + queries.lowerBound * problem.qRowStride, rows: rows, cols: D,
+                           rowStride: problem.qRowStride)
         let s = MutableMatrixView(base: workspace.scores, rows: rows, cols: cols, rowStride: blockKeys)
-        GEMM.multiply(q, kT, into: s, workspace: workspace.gemm)
+        if let packedKeys = problem.packedKeys {
+            GEMM.multiply(q, packedKeys, columns: keys, into: s, workspace: workspace.gemm)
+        } else {
+            let kT = MatrixView(base: problem.k + keys.lowerBound * problem.kRowStride, rows: D, cols: cols,
+                                rowStride: 1, colStride: problem.kRowStride)
+            GEMM.multiply(q, kT, into: s, workspace: workspace.gemm)
+        }
         let maskedCols = min(keys.upperBound, problem.maskedKeys) - keys.lowerBound
         guard maskedCols > 0 else { return }
         for i in 0..<rows {
