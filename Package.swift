@@ -38,6 +38,7 @@ let package = Package(
         .testTarget(name: "MultiheadTests", dependencies: ["Multihead"], resources: [.copy("Fixtures")]),
         .testTarget(name: "MultiheadKernelsTests", dependencies: ["MultiheadKernels"]),
         .testTarget(name: "MultiheadTopologyTests", dependencies: ["MultiheadTopology"]),
+        .testTarget(name: "MultiheadRuntimeTests", dependencies: ["MultiheadRuntime"]),
     ],
     swiftLanguageModes: [.v5]
 )
