@@ -22,7 +22,7 @@ let package = Package(
         .target(name: "CMultiheadABI"),
         .executableTarget(
             name: "multihead",
-            dependencies: ["Multihead", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+            dependencies: ["Multihead", "MultiheadKernels", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         // MARK: Implementation
         .target(name: "MultiheadRuntime", dependencies: ["MultiheadKernels", "MultiheadTopology"]),

@@ -61,7 +61,7 @@ public enum GEMMBenchmark {
         return medianGFLOPs(flopsPerRun: 2 * Double(m) * Double(n) * Double(k), iterations: iterations, product)
     }
 
-    private static func medianGFLOPs(flopsPerRun: Double, iterations: Int, _ product: () -> Void) -> Double {
+    static func medianGFLOPs(flopsPerRun: Double, iterations: Int, _ product: () -> Void) -> Double {
         let clock = ContinuousClock()
         func seconds(_ d: Duration) -> Double {
             Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
@@ -80,5 +80,56 @@ public enum GEMMBenchmark {
         }
         rates.sort()
         return rates[rates.count / 2]
+    }
+}
+
+import CMultiheadKernels
+import Dispatch
+
+extension GEMMBenchmark {
+    /// The machine's measured FMA peak in GFLOP/s with `threads` threads running independent FMA
+    /// chains at once (best of `tries`): the denominator of every "% of peak".
+    public static func fmaPeak(threads: Int, tries: Int = 5) -> Double {
+        let iterations: Int64 = 20_000_000
+        var best = 0.0
+        for _ in 0..<tries {
+            let clock = ContinuousClock()
+            var flops = 0.0
+            let elapsed = clock.measure {
+                let perThread = UnsafeMutableBufferPointer<Double>.allocate(capacity: threads)
+                defer { perThread.deallocate() }
+                DispatchQueue.concurrentPerform(iterations: threads) { t in
+                    var sink: Float = 0
+                    perThread[t] = mh_fma_loop(iterations, &sink)
+                }
+                flops = perThread.reduce(0, +)
+            }
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+            best = Swift.max(best, flops / seconds / 1e9)
+        }
+        return best
+    }
+
+    /// GFLOP/s of `C[m x n] = A * B` (packed B) split into `threads` row bands run at once, each
+    /// with its own workspace; the median of `iterations` runs.
+    public static func parallelBenchmark(m: Int, n: Int, k: Int, threads: Int, iterations: Int) -> Double {
+        let a = UnsafeMutablePointer<Float>.allocate(capacity: m * k), b = UnsafeMutablePointer<Float>.allocate(capacity: k * n)
+        let c = UnsafeMutablePointer<Float>.allocate(capacity: m * n)
+        defer { a.deallocate(); b.deallocate(); c.deallocate() }
+        for i in 0..<(m * k) { a[i] = Float(i % 17) / 17 }
+        for i in 0..<(k * n) { b[i] = Float(i % 13) / 13 }
+        let packed = PackedMatrix(MatrixView(base: b, rows: k, cols: n, rowStride: n))
+        let workspaces = (0..<threads).map { _ in GEMMWorkspace() }
+        let band = (m + threads - 1) / threads
+        let product = {
+            DispatchQueue.concurrentPerform(iterations: threads) { t in
+                let rows = t * band ..< Swift.min(m, (t + 1) * band)
+                guard !rows.isEmpty else { return }
+                GEMM.multiply(MatrixView(base: a + rows.lowerBound * k, rows: rows.count, cols: k, rowStride: k), packed,
+                              columns: 0..<n, into: MutableMatrixView(base: c + rows.lowerBound * n, rows: rows.count, cols: n, rowStride: n),
+                              workspace: workspaces[t])
+            }
+        }
+        return medianGFLOPs(flopsPerRun: 2 * Double(m) * Double(n) * Double(k), iterations: iterations, product)
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Multihead
+import MultiheadKernels
 
 /// Times the engine alone on the standard workloads. The comparison with PyTorch and ONNX
 /// Runtime (same process, same threads, alternating runs) is `benchmarks/compare.py`.
@@ -19,6 +20,9 @@ struct Bench: ParsableCommand {
     @Flag(help: "List the workloads and exit.")
     var list = false
 
+    @Flag(help: "Measure the GEMM on 1 and all threads against the measured FMA peak instead.")
+    var gemm = false
+
     func run() throws {
         let engine = try Engine(threads: threads)
         let selected = only.map { Set($0.split(separator: ",").map(String.init)) }
@@ -26,6 +30,7 @@ struct Bench: ParsableCommand {
             for w in Workload.standard { print("\(w.name): \(w.summary)") }
             return
         }
+        if gemm { return benchmarkGEMM(threads: engine.threadCount) }
         print("threads: \(engine.threadCount)")
         print("workload                          median ms   GFLOP/s")
         for workload in Workload.standard where selected?.contains(workload.name) ?? true {
@@ -40,6 +45,20 @@ struct Bench: ParsableCommand {
             let median = times.sorted()[times.count / 2]
             let gflops = workload.flops / (median * 1e6)
             print(workload.name.padding(toLength: 32, withPad: " ", startingAt: 0) + String(format: " %10.3f %9.1f", median, gflops))
+        }
+    }
+}
+
+extension Bench {
+    func benchmarkGEMM(threads: Int) {
+        print("micro-kernel ISA: \(KernelISA.selected)")
+        print("threads  FMA peak GFLOP/s  GEMM 1024^3 GFLOP/s  % of peak  x one thread")
+        var single = 0.0
+        for t in Set([1, threads]).sorted() {
+            let peak = GEMMBenchmark.fmaPeak(threads: t)
+            let rate = GEMMBenchmark.parallelBenchmark(m: 1024, n: 1024, k: 1024, threads: t, iterations: runs)
+            if t == 1 { single = rate }
+            print(String(format: "%7d %17.1f %20.1f %9.0f%% %12.2f", t, peak, rate, 100 * rate / peak, rate / single))
         }
     }
 }

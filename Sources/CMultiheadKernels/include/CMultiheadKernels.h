@@ -187,6 +187,12 @@ typedef struct mh_vector_math_table {
 
 mh_vector_math_table mh_vector_math_for_isa(mh_isa isa);
 
+/* MARK: - Peak */
+
+/** Runs `iterations` rounds of 12 independent FMA chains with the best ISA available; returns the
+ *  floating-point operations done (0 without AVX2), the chains' sum in *sink. */
+double mh_fma_loop(int64_t iterations, float *sink);
+
 #pragma GCC visibility pop
 
 #ifdef __cplusplus
