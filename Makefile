@@ -8,7 +8,7 @@ LIB := $(BUILD)/lib/libmultihead.so
 # libmultihead.so carries the Swift runtime, so it loads where no Swift toolchain is installed.
 LIB_FLAGS := -c release --product multihead -Xswiftc -static-stdlib --scratch-path .build-lib
 
-.PHONY: all lib cli demo test test-swift test-c test-python examples install bench clean
+.PHONY: all lib cli demo test test-swift test-c test-python examples test-install install bench clean
 
 all: lib cli
 
@@ -27,7 +27,7 @@ cli:
 demo: cli
 	.build/release/multihead-cli demo
 
-test: test-swift test-c test-python examples
+test: test-swift test-c test-python examples test-install
 
 test-swift:
 	$(SWIFT) test
@@ -42,6 +42,13 @@ examples: lib
 	$(MAKE) -C examples/c LIB_DIR=$(CURDIR)/$(BUILD)/lib INCLUDE_DIR=$(CURDIR)/include run
 	MULTIHEAD_LIBRARY=$(CURDIR)/$(LIB) PYTHONPATH=$(CURDIR)/bindings/python $(PYTHON) examples/python/seed_examples.py
 	$(SWIFT) run SeedExamples
+
+# `make install` into a scratch prefix, then build the C example the way a user would.
+test-install: lib
+	rm -rf $(BUILD)/prefix
+	$(MAKE) install PREFIX=$(CURDIR)/$(BUILD)/prefix
+	$(CC) examples/c/seed_examples.c $$(PKG_CONFIG_PATH=$(CURDIR)/$(BUILD)/prefix/lib/pkgconfig pkg-config --cflags --libs multihead) -o $(BUILD)/prefix/seed_examples
+	$(BUILD)/prefix/seed_examples > /dev/null && echo "test-install: pkg-config build of examples/c/seed_examples.c ran"
 
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
