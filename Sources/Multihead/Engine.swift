@@ -3,51 +3,97 @@ import MultiheadKernels
 import MultiheadRuntime
 import MultiheadTopology
 
-/// The machine an attention module runs on: its worker threads and cache sizes.
-/// Thread-safe: one engine may serve many modules and many concurrent calls.
+/// The machine an attention module runs on: its topology, one worker group per NUMA node, and
+/// cache sizes. Thread-safe: one engine may serve many modules and many concurrent calls.
+///
+/// Results never depend on the engine: every output element is computed by one tile in a fixed
+/// order, whichever node, thread or executor runs it, so any two engines give the same bits.
 public final class Engine: @unchecked Sendable {
     /// Number of worker threads a forward call uses.
     public var threadCount: Int { executor.threadCount }
+    /// The policy in force (a lenient default that had to fall back says `.none`).
+    public let policy: Policy
+    /// The executor kind in use.
+    public let executorKind: ExecutorKind
+    /// Whether modules keep a copy of their packed weights on every node.
+    public let mirrorsWeights: Bool
+    /// Why the placement is what it is, when that is not obvious (for `describe()`).
+    public let notes: [String]
+    /// The topology threads are placed on (this machine unless `Options.topology` was given);
+    /// nil when hwloc could not read it.
+    public let topology: Topology?
+
     let executor: Executor
+    /// Kernel blocking; always from this machine's caches, never from a synthetic topology,
+    /// so that the blocking (and so the bits) are the same for every engine in the process.
     let cacheSizes: CacheSizes
     let workspaceLock = NSLock()
     var freeWorkspaces: [[FlashAttention.Workspace]] = []
 
-    /// The machine as hwloc reports it (nil when hwloc could not read it).
-    public let topology: Topology?
+    /// Creates an engine.
+    ///
+    /// - Parameter options: threads, policy, executor, weight mirroring, topology.
+    /// - Throws: `MultiheadError.invalidArgument` for a negative thread count, an empty or foreign
+    ///   cpuset, more threads than a binding policy's PUs, or workers that cannot bind;
+    ///   `.outOfMemory` when a worker thread cannot start.
+    public init(options: Options) throws {
+        let topology = options.topology ?? Engine.machineTopology
+        let placement = try Engine.placement(topology: topology, policy: options.policy, threads: options.threads)
+        self.topology = topology
+        executorKind = options.executor
+        notes = placement.notes
+        switch options.executor {
+        case .plain:
+            executor = Executor(threadCount: placement.layout.threadCount)
+            policy = .none
+        case .pinned, .dispatch:
+            policy = placement.policy
+            do {
+                // More threads than PUs: spinning would steal time from threads with work.
+                let spin: UInt64 = placement.layout.threadCount > Engine.machinePUs ? 0 : 50_000
+                executor = try Executor(layout: placement.layout, backend: options.executor == .pinned ? .pinned : .dispatch,
+                                        spinNanoseconds: spin)
+            } catch let error as ExecutorError {
+                if case .threadStartFailed = error { throw MultiheadError.outOfMemory("engine: \(error)") }
+                throw MultiheadError.invalidArgument("engine: \(error)")
+            }
+        }
+        let groups = executor.layout.groups.count
+        mirrorsWeights = options.mirrorWeights ?? (groups > 1)
+        cacheSizes = Engine.machineCacheSizes
+    }
 
+    /// Creates an engine with the default policy and executor.
+    ///
     /// - Parameter threads: worker threads; `nil` or 0 means one per core.
     /// - Throws: `MultiheadError.invalidArgument` for a negative count.
-    public init(threads: Int? = nil) throws {
-        let requested = threads ?? 0
-        guard requested >= 0 else {
-            throw MultiheadError.invalidArgument("threads must be >= 0 (0 = one per core), got \(requested)")
-        }
-        topology = Engine.machineTopology
-        let cores = topology?.cores.count ?? ProcessInfo.processInfo.activeProcessorCount
-        executor = Executor(threadCount: requested == 0 ? max(cores, 1) : requested)
-        if let caches = topology?.caches {
-            cacheSizes = CacheSizes(l1d: caches.l1dBytes, l2: caches.l2Bytes, l3: caches.l3Bytes)
-        } else {
-            cacheSizes = CacheSizes()
-        }
+    public convenience init(threads: Int? = nil) throws {
+        try self.init(options: Options(threads: threads ?? 0))
     }
 
     /// Read once per process: loading a topology costs milliseconds.
     static let machineTopology: Topology? = try? Topology.load()
 
-    /// The engine modules use when none is given: one thread per core.
-    public static let shared: Engine = try! Engine()
-}
+    /// PUs of this machine (what hwloc allows this process), at least 1.
+    static let machinePUs: Int = max(1, machineTopology?.processingUnits ?? ProcessInfo.processInfo.activeProcessorCount)
 
-extension Engine {
-    /// Lends one kernel workspace per worker for the duration of `body`; workspaces are reused
-    /// across calls, and concurrent calls get distinct sets.
-    func withWorkspaces<R>(_ body: ([FlashAttention.Workspace]) throws -> R) rethrows -> R {
-        let set: [FlashAttention.Workspace] = workspaceLock.withLock {
-            freeWorkspaces.popLast()
-        } ?? (0..<threadCount).map { _ in FlashAttention.Workspace(cacheSizes: cacheSizes) }
-        defer { workspaceLock.withLock { freeWorkspaces.append(set) } }
-        return try body(set)
+    static let machineCacheSizes: CacheSizes = {
+        guard let caches = machineTopology?.caches else { return CacheSizes() }
+        return CacheSizes(l1d: caches.l1dBytes, l2: caches.l2Bytes, l3: caches.l3Bytes)
+    }()
+
+    /// The engine modules use when none is given: one thread per core, default policy. Falls
+    /// back to the plain executor should workers fail to start, rather than failing every module.
+    public static let shared: Engine = (try? Engine()) ?? Engine(plainThreads: machineTopology?.cores.count ?? 1)
+
+    /// The plain executor, unbound: what `shared` falls back to. Cannot fail.
+    private init(plainThreads: Int) {
+        topology = Engine.machineTopology
+        executor = Executor(threadCount: plainThreads)
+        executorKind = .plain
+        policy = .none
+        mirrorsWeights = false
+        notes = ["the default engine could not start its workers: plain executor"]
+        cacheSizes = Engine.machineCacheSizes
     }
 }

@@ -29,7 +29,51 @@ extension MultiheadAttention {
             }
             weightsView = weights
         }
+        try Self.checkOutputLayout(output, "output")
+        if let weightsView {
+            try Self.checkOutputLayout(weightsView, "weights")
+            if Self.byteRange(output).overlaps(Self.byteRange(weightsView)) {
+                throw MultiheadError.shape("output and weights overlap in memory; outputs must not overlap each other")
+            }
+        }
+        // No query rows (or no batches): nothing to write. Returning here also keeps a huge N or S
+        // that multiplies an empty dimension from costing time or scratch.
+        if plan.N == 0 || plan.L == 0 { return }
         run(plan, output: output, weights: weightsView)
+    }
+
+    /// Throws when two elements of an output share memory (a zero stride on a dimension of size
+    /// > 1, or strides that interleave), as PyTorch refuses to write such tensors: tiles would race.
+    /// Sorted by stride magnitude, each dimension must step past all the smaller ones span.
+    static func checkOutputLayout(_ view: MutableTensorView, _ name: String) throws {
+        if view.shape.contains(0) { return }
+        let dims = zip(view.shape, view.strides).filter { $0.0 > 1 }.map { (size: $0.0, stride: $0.1.magnitude) }
+        var span: UInt = 0
+        for (size, stride) in dims.sorted(by: { $0.stride < $1.stride }) {
+            guard stride > span else {
+                throw MultiheadError.shape("\(name) of shape \(view.shape) has strides \(view.strides) under which elements share memory; outputs must not overlap themselves")
+            }
+            let (extent, overflowM) = stride.multipliedReportingOverflow(by: UInt(size - 1))
+            let (next, overflowA) = span.addingReportingOverflow(extent)
+            guard !overflowM, !overflowA else {
+                throw MultiheadError.outOfMemory("\(name) of shape \(view.shape) and strides \(view.strides) overflows the address space")
+            }
+            span = next
+        }
+    }
+
+    /// The bytes an output's elements occupy, first to last (empty for no elements).
+    static func byteRange(_ view: MutableTensorView) -> Range<UInt> {
+        if view.shape.contains(0) { return 0..<0 }
+        var low = 0, high = 0
+        for (size, stride) in zip(view.shape, view.strides) {
+            let reach = stride &* (size - 1)
+            if reach < 0 { low &+= reach } else { high &+= reach }
+        }
+        let base = Int(bitPattern: view.base)
+        let size = MemoryLayout<Float>.size
+        let (lower, upper) = (UInt(bitPattern: base &+ low &* size), UInt(bitPattern: base &+ high &* size &+ size))
+        return lower <= upper ? lower..<upper : 0..<0
     }
 
     /// Runs attention on Swift tensors.

@@ -4,7 +4,7 @@ import MultiheadKernels
 /// Parameters in the layout the kernels read: weights transposed and packed once, biases
 /// contiguous, the softmax scale `1/sqrt(D)` folded into the query projection. Immutable; rebuilt
 /// after a parameter changes.
-final class PackedParameters: @unchecked Sendable {
+final class PackedParameters: NodeMirrored, @unchecked Sendable {
     /// `W^T` of the input projections. With one packed `in_proj_weight` all three are column
     /// ranges of one `[E, 3E]` matrix (`0..<E` query, then key, then value), so self-attention
     /// projects with one product; otherwise each is its own `[in, E]` matrix at columns `0..<E`.
@@ -19,6 +19,8 @@ final class PackedParameters: @unchecked Sendable {
     /// `[E]` each, or nil.
     let biasK: [Float]?
     let biasV: [Float]?
+    /// Copies on the other NUMA nodes, when the engine mirrors weights (`Engine.mirrored`).
+    var mirrors: NodeReplicas<PackedParameters?>?
 
     init(_ config: MultiheadAttentionConfig, _ p: [String: [Float]], cacheSizes: CacheSizes) {
         let E = config.embedDim
@@ -180,7 +182,9 @@ extension MultiheadAttention {
     func packedParameters() -> PackedParameters {
         lock.withLock {
             if let packedCache { return packedCache }
-            let packed = PackedParameters(config, parameters, cacheSizes: engine.cacheSizes)
+            // About the bytes of one packed copy: the input and output projection weights.
+            let bytes = (config.qdim + config.kdim + config.vdim + config.embedDim) &* config.embedDim &* 4
+            let packed = engine.mirrored(bytes: bytes) { PackedParameters(config, parameters, cacheSizes: engine.cacheSizes) }
             packedCache = packed
             return packed
         }

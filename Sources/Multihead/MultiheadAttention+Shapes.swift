@@ -124,8 +124,26 @@ extension MultiheadAttention {
             throw MultiheadError.shape("key \(key.shape) and value \(value.shape) must have the same sequence length (batch_first=\(c.batchFirst))")
         }
         let H = c.numHeads
-        let keyCount = S + (c.addBiasKV ? 1 : 0) + (c.addZeroAttn ? 1 : 0)
+        let (keyCount, keyCountOverflow) = S.addingReportingOverflow((c.addBiasKV ? 1 : 0) + (c.addZeroAttn ? 1 : 0))
+        if keyCountOverflow { throw MultiheadError.outOfMemory("key of shape \(key.shape): the key count overflows") }
         _ = try checkedProduct([N, H, max(L, keyCount), c.headDim, 4], "attention scratch")
+        if N > 0 && L > 0 {
+            // Broadcast (stride 0) inputs can describe far more elements than the caller holds:
+            // refuse scratch the machine cannot have instead of trapping in the allocator. Counted:
+            // projections and attention output (4 rows of E per query, 3 per key), keys and values
+            // packed per head (2 more per key), and one problem (~48 floats) per (batch, head).
+            let E = c.embedDim
+            let queryRows = L.multipliedReportingOverflow(by: 4), keyRows = keyCount.multipliedReportingOverflow(by: 5)
+            let rows = queryRows.partialValue.addingReportingOverflow(keyRows.partialValue)
+            var floats = Int.max
+            if !queryRows.overflow, !keyRows.overflow, !rows.overflow,
+               let buffers = try? checkedProduct([N, rows.partialValue, E], ""),
+               let problems = try? checkedProduct([N, H, 48], ""),
+               case let (sum, false) = buffers.addingReportingOverflow(problems) {
+                floats = sum
+            }
+            try checkMemory(floats: floats, "the scratch buffers of a forward call with N=\(N), L=\(L), S=\(S), embed_dim=\(E)")
+        }
         let paddingMask = try keyPaddingMask.map { m -> MaskInput in
             try checkMaskElement(m, "key_padding_mask")
             let expected = batched ? [N, S] : [S]

@@ -48,6 +48,15 @@ public struct MultiheadAttentionConfig: Sendable, Equatable {
         self.vdim = vdim ?? embedDim
         self.qdim = qdim ?? embedDim
         self.batchFirst = batchFirst
+        // Parameters live twice (as given and packed): refuse what cannot fit, rather than let a
+        // failed allocation trap (a Swift trap cannot be caught; it would kill a host process).
+        var floats = 0
+        for (name, shape) in parameterShapes {
+            let (sum, overflow) = floats.addingReportingOverflow(try checkedProduct(shape, name))
+            if overflow { throw MultiheadError.outOfMemory("parameters of embed_dim=\(embedDim): size overflows") }
+            floats = sum
+        }
+        try checkMemory(floats: floats, copies: 2, "parameters of embed_dim=\(embedDim), kdim=\(self.kdim), vdim=\(self.vdim), qdim=\(self.qdim)")
     }
 
     /// Every parameter this configuration has, by its PyTorch state_dict name, in state_dict order.
@@ -64,6 +73,21 @@ public struct MultiheadAttentionConfig: Sendable, Equatable {
         shapes.append(("out_proj.weight", [E, E]))
         if bias { shapes.append(("out_proj.bias", [E])) }
         return shapes
+    }
+}
+
+/// The machine's memory in bytes: requests above it are refused with `.outOfMemory` before
+/// anything is allocated, since a failed Swift allocation traps instead of returning nil.
+let physicalMemoryBytes = Int(clamping: ProcessInfo.processInfo.physicalMemory)
+
+/// Throws `.outOfMemory` naming `what` when `copies * floats` float32 values (an overflow counts
+/// as too many) would exceed the machine's memory.
+func checkMemory(floats: Int, copies: Int = 1, _ what: @autoclosure () -> String) throws {
+    let (elements, overflowE) = floats.multipliedReportingOverflow(by: copies)
+    let (bytes, overflowB) = elements.multipliedReportingOverflow(by: MemoryLayout<Float>.size)
+    guard !overflowE, !overflowB, bytes <= physicalMemoryBytes else {
+        let size = overflowE || overflowB ? "more than \(Int.max) bytes" : "\(bytes) bytes"
+        throw MultiheadError.outOfMemory("\(what()) need \(size), more than this machine's memory (\(physicalMemoryBytes) bytes)")
     }
 }
 

@@ -64,39 +64,6 @@ public func mh_tensor_init_contiguous_impl(_ t: UnsafeMutablePointer<mh_tensor>?
     }
 }
 
-// MARK: Engine
-
-@_cdecl("mh_engine_options_init")
-public func mh_engine_options_init_impl(_ options: UnsafeMutablePointer<mh_engine_options>?) {
-    guard let options else { return }
-    options.pointee = mh_engine_options(struct_size: UInt32(MemoryLayout<mh_engine_options>.size), num_threads: 0)
-}
-
-@_cdecl("mh_engine_create")
-public func mh_engine_create_impl(_ options: UnsafePointer<mh_engine_options>?,
-                                  _ out: UnsafeMutablePointer<OpaquePointer?>?) -> mh_status {
-    guarded("mh_engine_create") {
-        let out = try required(out, "out")
-        var threads = 0
-        if let options {
-            try checkStructSize(options.pointee.struct_size, mh_engine_options.self, "options")
-            threads = Int(options.pointee.num_threads)
-        }
-        out.pointee = Handles.register(try Engine(threads: threads))
-    }
-}
-
-@_cdecl("mh_engine_destroy")
-public func mh_engine_destroy_impl(_ engine: OpaquePointer?) { Handles.destroy(engine) }
-
-@_cdecl("mh_engine_num_threads")
-public func mh_engine_num_threads_impl(_ engine: OpaquePointer?, _ out: UnsafeMutablePointer<Int32>?) -> mh_status {
-    guarded("mh_engine_num_threads") {
-        let engine = try Handles.resolve(engine, as: Engine.self, "engine")
-        try required(out, "out").pointee = Int32(engine.threadCount)
-    }
-}
-
 // MARK: Module
 
 @_cdecl("mh_mha_config_init")

@@ -39,6 +39,7 @@ do {
         worst = max(worst, difference)
         print("\(name): max |multihead - PyTorch| = \(difference)")
     }
+    worst = max(worst, try encoderExample3())
     if worst > 1e-5 {
         print("FAILED: differs from PyTorch")
         exit(1)

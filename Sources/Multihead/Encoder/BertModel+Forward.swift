@@ -20,12 +20,27 @@ extension BertModel {
         try check(batch)
         let N = batch.batchSize, L = batch.sequenceLength, H = config.hiddenSize
         let rows = batch.attentionMask.enumerated().compactMap { $0.element ? Int32($0.offset) : nil }
-        let scratch = EncoderScratch(rows: N * L, E: H, dimFeedforward: config.intermediateSize, threads: engine.threadCount)
-        // Embeddings of the real tokens: (word + token type) + position, then the layer norm.
-        scratch.first.update(repeating: 0, count: max(N * L * H, 1))
+        return try EncoderScratch.with(rows: N * L, E: H, dimFeedforward: config.intermediateSize,
+                                       threads: engine.threadCount) { scratch in
+            embed(batch, rows: rows, into: scratch.first)
+            // Key padding mask: true (masked) where the attention mask is 0.
+            let padding = batch.attentionMask.map { $0 ? UInt8(0) : 1 }
+            return try padding.withUnsafeBufferPointer { mask in
+                let view = TensorView(base: UnsafeRawPointer(mask.baseAddress ?? UnsafePointer(bitPattern: 64)!), element: .bool,
+                                      shape: [N, L], strides: [L, 1])
+                let plan = EncoderPlan(N: N, L: L, E: H, batched: true, srcMask: nil, keyPaddingMask: view, isCausal: false, rows: rows)
+                return try body(try encoder.run(plan, scratch: scratch))
+            }
+        }
+    }
+
+    /// Embeddings of the real tokens, `(word + token type) + position` then the layer norm, into
+    /// `[N, L, H]` rows (zeros elsewhere).
+    func embed(_ batch: TokenBatch, rows: [Int32], into first: UnsafeMutablePointer<Float>) {
+        let L = batch.sequenceLength, H = config.hiddenSize
+        first.update(repeating: 0, count: max(batch.batchSize * L * H, 1))
         let norm = embeddingNorm.snapshot()
         let block = TransformerEncoderLayer.rowBlock
-        let first = scratch.first
         wordEmbeddings.withUnsafeBufferPointer { words in
             positionEmbeddings.withUnsafeBufferPointer { positions in
                 tokenTypeEmbeddings.withUnsafeBufferPointer { types in
@@ -42,15 +57,6 @@ extension BertModel {
                     }
                 }
             }
-        }
-        // Key padding mask: true (masked) where the attention mask is 0.
-        let padding = batch.attentionMask.map { $0 ? UInt8(0) : 1 }
-        return try padding.withUnsafeBufferPointer { mask in
-            let view = TensorView(base: UnsafeRawPointer(mask.baseAddress ?? UnsafePointer(bitPattern: 64)!), element: .bool,
-                                  shape: [N, L], strides: [L, 1])
-            let plan = EncoderPlan(N: N, L: L, E: H, batched: true, srcMask: nil, keyPaddingMask: view, isCausal: false, rows: rows)
-            let result = try encoder.run(plan, scratch: scratch)
-            return try body(result)
         }
     }
 

@@ -45,7 +45,7 @@ struct EncoderPlan {
         }
         let batched = src.rank == 3
         let N = batched ? src.shape[batchFirst ? 0 : 1] : 1
-        let L = src.shape[batched && !batchFirst ? 0 : (batched ? 1 : 0)]
+        let L = batched ? src.shape[batchFirst ? 1 : 0] : src.shape[0]
         _ = try checkedProduct([N, L, dModel, 4], "src")
         func check(_ m: TensorView?, _ name: String, _ allowed: [[Int]]) throws {
             guard let m else { return }

@@ -73,7 +73,7 @@ extension LayerNorm {
     ///
     /// - Parameters:
     ///   - input: `[..., d]`, float32, any rank >= 1 and any strides.
-    ///   - output: the same shape, any strides (may not overlap `input` unless it is `input`).
+    ///   - output: the same shape, any strides; may be `input` itself (rows are read before written).
     /// - Throws: `MultiheadError.shape` naming the argument and shapes that do not fit.
     public func forward(input: TensorView, output: MutableTensorView) throws {
         guard input.element == .float32 else { throw MultiheadError.shape("input must be float32, got \(input.element)") }

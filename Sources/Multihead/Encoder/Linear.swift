@@ -120,7 +120,8 @@ extension Linear {
         let packed = packed()
         let tiles = (rows + Self.rowBlock - 1) / Self.rowBlock
         engine.withWorkspaces { workspaces in
-            engine.executor.run(tiles: tiles, parallel: rows * inFeatures * outFeatures >= 1 << 20) { tile, worker in
+            let work = rows.multipliedReportingOverflow(by: inFeatures &* outFeatures)
+            engine.executor.run(tiles: tiles, parallel: work.overflow || work.partialValue >= 1 << 20) { tile, worker in
                 let range = tile * Self.rowBlock ..< min((tile + 1) * Self.rowBlock, rows)
                 packed.apply(MatrixView(base: x + range.lowerBound * inFeatures, rows: range.count, cols: inFeatures, rowStride: inFeatures),
                              into: MutableMatrixView(base: y + range.lowerBound * outFeatures, rows: range.count, cols: outFeatures, rowStride: outFeatures),

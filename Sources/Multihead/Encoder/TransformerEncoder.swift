@@ -78,10 +78,11 @@ extension TransformerEncoder {
         let plan = try EncoderPlan.make(src: src, mask: mask, keyPaddingMask: srcKeyPaddingMask, isCausal: isCausal,
                                         dModel: c.dModel, nhead: c.nhead, batchFirst: c.batchFirst, maskName: "mask")
         try checkOutput(output, like: src)
-        let scratch = EncoderScratch(rows: plan.rowCount, E: c.dModel, dimFeedforward: maxFeedforward, threads: engine.threadCount)
-        plan.gather(src, batchFirst: c.batchFirst, into: scratch.first)
-        let result = try run(plan, scratch: scratch)
-        plan.scatter(result, into: output, batchFirst: c.batchFirst)
+        try EncoderScratch.with(rows: plan.rowCount, E: c.dModel, dimFeedforward: maxFeedforward, threads: engine.threadCount) { scratch in
+            plan.gather(src, batchFirst: c.batchFirst, into: scratch.first)
+            let result = try run(plan, scratch: scratch)
+            plan.scatter(result, into: output, batchFirst: c.batchFirst)
+        }
     }
 
     /// Runs the encoder on a tensor; returns a tensor shaped like `src`.

@@ -18,11 +18,14 @@ from ._errors import (Error, FileError, FormatError, InternalError, InvalidArgum
                       LibraryNotFoundError, OutOfMemoryError, ShapeError, UnsupportedError)
 from .attention import MultiheadAttention
 from .engine import Engine
+from .encoder import LayerNorm, TransformerEncoder, TransformerEncoderLayer
+from .sentence import SentenceEncoder
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "MultiheadAttention", "Engine", "Error", "InvalidArgumentError", "ShapeError", "OutOfMemoryError",
+    "MultiheadAttention", "Engine", "TransformerEncoderLayer", "TransformerEncoder", "LayerNorm",
+    "SentenceEncoder", "Error", "InvalidArgumentError", "ShapeError", "OutOfMemoryError",
     "FileError", "FormatError", "UnsupportedError", "InternalError", "LibraryNotFoundError",
     "library_path", "library_version", "__version__",
 ]

@@ -76,6 +76,12 @@ class mh_engine_options(ctypes.Structure):
     _fields_ = [
         ("struct_size", c_uint32),
         ("num_threads", c_int32),
+        ("policy", c_int32),            # mh_policy (engine.py has the names)
+        ("executor", c_int32),          # mh_executor
+        ("mirror_weights", c_int32),    # -1 auto, 0, 1
+        ("cpuset", c_char_p),
+        ("topology_synthetic", c_char_p),
+        ("topology_xml", c_char_p),
     ]
 
 
@@ -119,6 +125,8 @@ FUNCTIONS = {
     "mh_engine_create": (mh_status, [POINTER(mh_engine_options), POINTER(mh_engine_p)]),
     "mh_engine_destroy": (None, [mh_engine_p]),
     "mh_engine_num_threads": (mh_status, [mh_engine_p, c_int32_p]),
+    "mh_plan_shape_init": (None, [c_void_p]),  # mh_plan_shape is defined in engine.py
+    "mh_engine_describe": (mh_status, [mh_engine_p, c_void_p, POINTER(c_char_p)]),
     "mh_mha_config_init": (None, [POINTER(mh_mha_config)]),
     "mh_mha_create": (mh_status, [mh_engine_p, POINTER(mh_mha_config), POINTER(mh_mha_p)]),
     "mh_mha_destroy": (None, [mh_mha_p]),
@@ -133,6 +141,25 @@ FUNCTIONS = {
                                          c_int32_p, c_int64_p]),
     "mh_mha_forward": (mh_status, [mh_mha_p, mh_tensor_p, mh_tensor_p, mh_tensor_p, mh_tensor_p,
                                    mh_tensor_p, POINTER(mh_forward_options), mh_tensor_p, mh_tensor_p]),
+    # Encoder modules and BERT (encoder.py, sentence.py define the config structs; passed by
+    # reference as c_void_p).
+    "mh_encoder_layer_config_init": (None, [c_void_p]),
+    "mh_encoder_layer_create": (mh_status, [mh_engine_p, c_void_p, POINTER(c_void_p)]),
+    "mh_layer_norm_config_init": (None, [c_void_p]),
+    "mh_layer_norm_create": (mh_status, [mh_engine_p, c_void_p, POINTER(c_void_p)]),
+    "mh_encoder_create": (mh_status, [c_void_p, c_int32, c_void_p, POINTER(c_void_p)]),
+    "mh_encoder_destroy": (None, [c_void_p]),
+    "mh_encoder_parameter_count": (mh_status, [c_void_p, c_int32_p]),
+    "mh_encoder_parameter_info": (mh_status, [c_void_p, c_int32, POINTER(c_char_p), c_int32_p, c_int64_p]),
+    "mh_encoder_set_parameter": (mh_status, [c_void_p, c_char_p, mh_tensor_p]),
+    "mh_encoder_get_parameter": (mh_status, [c_void_p, c_char_p, mh_tensor_p]),
+    "mh_encoder_load_safetensors": (mh_status, [c_void_p, c_char_p, c_char_p]),
+    "mh_encoder_forward": (mh_status, [c_void_p, mh_tensor_p, mh_tensor_p, mh_tensor_p, c_int32, mh_tensor_p]),
+    "mh_bert_create": (mh_status, [mh_engine_p, c_char_p, POINTER(c_void_p)]),
+    "mh_bert_destroy": (None, [c_void_p]),
+    "mh_bert_get_config": (mh_status, [c_void_p, c_void_p]),
+    "mh_bert_hidden_states": (mh_status, [c_void_p, mh_tensor_p, mh_tensor_p, mh_tensor_p, mh_tensor_p]),
+    "mh_bert_embed": (mh_status, [c_void_p, mh_tensor_p, mh_tensor_p, mh_tensor_p, c_int32, mh_tensor_p]),
 }
 
 # ---------------------------------------------------------------------------------------------

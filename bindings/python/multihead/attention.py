@@ -90,6 +90,11 @@ class MultiheadAttention:
                 raise TypeError(f"{name} must be an int, got {type(value).__name__}")
         if engine is not None and not isinstance(engine, Engine):
             raise TypeError(f"engine must be a multihead.Engine or None, got {type(engine).__name__}")
+        for name, value in (("embed_dim", embed_dim), ("num_heads", num_heads), ("kdim", kdim),
+                            ("vdim", vdim), ("qdim", qdim)):
+            # ctypes would silently wrap a value past int64 (2**64 + 4 became 4).
+            if value is not None and not -(1 << 63) <= value < 1 << 63:
+                raise InvalidArgumentError(f"{name} is {value}, outside the int64 range", MH_ERR_INVALID_ARGUMENT)
         for name, value in (("kdim", kdim), ("vdim", vdim), ("qdim", qdim)):
             if value is not None and value <= 0:
                 raise InvalidArgumentError(f"{name} must be positive, got {value}", MH_ERR_INVALID_ARGUMENT)
@@ -296,6 +301,10 @@ class MultiheadAttention:
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
         encoded = os.fsencode(os.fspath(path))
+        # ctypes would cut the strings at a NUL byte and load another file; open() refuses too.
+        for name, text in (("path", encoded), ("prefix", prefix.encode("utf-8"))):
+            if b"\0" in text:
+                raise ValueError(f"{name} contains an embedded null byte")
         check(self._lib.mh_mha_load_safetensors(handle, encoded, prefix.encode("utf-8")),
               f"load_safetensors({os.fspath(path)!r})")
 
@@ -385,6 +394,13 @@ class MultiheadAttention:
         handle = self._handle
         if handle is None:
             raise Error("module is closed")
+        # Flags are plan-cache keys: make them plain bools (an array raises as in torch: ambiguous).
+        if need_weights.__class__ is not bool:
+            need_weights = _flag(need_weights, "need_weights")
+        if average_attn_weights.__class__ is not bool:
+            average_attn_weights = _flag(average_attn_weights, "average_attn_weights")
+        if is_causal.__class__ is not bool:
+            is_causal = _flag(is_causal, "is_causal")
         # The common case (float32 numpy arrays) costs two checks each; see _tensors for the rest.
         q = query if type(query) is _ndarray and query.dtype is F32 else as_float_array(query, "query")
         if key is query:
@@ -445,6 +461,13 @@ class MultiheadAttention:
         return output, weights
 
     __call__ = forward
+
+
+def _flag(value, name: str) -> bool:
+    try:
+        return bool(value)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}: {error}") from None
 
 
 def _to_torch(array: np.ndarray, like):
