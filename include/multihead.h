@@ -110,7 +110,7 @@ typedef enum mh_executor {
 typedef struct mh_engine_options {
     uint32_t struct_size;
     int32_t num_threads;            /* 0 = one per core of the policy's PUs (default) */
-    /* Added in 0.2 (a struct_size of 8, the 0.1 layout, is still accepted: defaults below). */
+    /* Added after the first release; a struct_size of 8 (that layout) is still accepted. */
     int32_t policy;                 /* an mh_policy; default MH_POLICY_DEFAULT */
     int32_t executor;               /* an mh_executor; default MH_EXECUTOR_DEFAULT */
     int32_t mirror_weights;         /* packed weights copied to every node: -1 auto (default: when

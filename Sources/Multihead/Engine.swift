@@ -50,7 +50,7 @@ public final class Engine: @unchecked Sendable {
             policy = placement.policy
             do {
                 // More threads than PUs: spinning would steal time from threads with work.
-                let spin: UInt64 = placement.layout.threadCount > Engine.machinePUs ? 0 : 50_000
+                let spin: UInt64 = placement.layout.threadCount > Engine.machinePUs ? 0 : Engine.spinNanoseconds
                 executor = try Executor(layout: placement.layout, backend: options.executor == .pinned ? .pinned : .dispatch,
                                         spinNanoseconds: spin)
             } catch let error as ExecutorError {
@@ -73,6 +73,15 @@ public final class Engine: @unchecked Sendable {
 
     /// Read once per process: loading a topology costs milliseconds.
     static let machineTopology: Topology? = try? Topology.load()
+
+    /// How long idle pinned workers spin before sleeping: `$MULTIHEAD_SPIN_US` microseconds
+    /// (0...100000; like `GOMP_SPINCOUNT`, for machines shared with other work), else 50 us.
+    static let spinNanoseconds: UInt64 = {
+        guard let text = ProcessInfo.processInfo.environment["MULTIHEAD_SPIN_US"], let us = UInt64(text), us <= 100_000 else {
+            return 50_000
+        }
+        return us * 1000
+    }()
 
     /// PUs of this machine (what hwloc allows this process), at least 1.
     static let machinePUs: Int = max(1, machineTopology?.processingUnits ?? ProcessInfo.processInfo.activeProcessorCount)

@@ -1,5 +1,6 @@
 import Foundation
 import MultiheadKernels
+import MultiheadRuntime
 
 extension MultiheadAttention {
     /// Output-projection columns per tile.
@@ -10,6 +11,10 @@ extension MultiheadAttention {
     /// Executes a checked plan: input projections into `ProjectionBuffers`, fused
     /// attention per (batch, head, query block) into `[N, L, E]`, then the output projection and
     /// (when asked) the weights. Each output element is written by exactly one tile.
+    ///
+    /// Every phase is a batch-major `TileSpace`, so the node that owns a batch range runs all of
+    /// its tiles: it first touches, and so places on its own memory, that range of the scratch
+    /// buffers and the output; tiles read the packed weights of their own node (`local(worker:)`).
     func run(_ plan: ForwardPlan, output: MutableTensorView, weights: MutableTensorView?) {
         let c = config
         let (N, L, S, H, D, E) = (plan.N, plan.L, plan.S, c.numHeads, c.headDim, c.embedDim)
@@ -28,13 +33,16 @@ extension MultiheadAttention {
         }
         engine.withWorkspaces { workspaces in
             // 1. Projections, one (job, batch, row block) tile each.
-            let jobs = projectionJobs(plan, packed, buffers)
+            let jobsPerCopy = (0..<packed.copyCount).map { projectionJobs(plan, packed.copy($0), buffers) }
+            let jobs = jobsPerCopy[0]
             let tilesPerJob = jobs.map { N * $0.blocksPerBatch }
-            executor.run(tiles: tilesPerJob.reduce(0, +), parallel: parallel) { tile, worker in
+            let projectionSpace = TileSpace(segments: jobs.map { .init(batches: N, tilesPerBatch: $0.blocksPerBatch) })
+            executor.run(projectionSpace, parallel: parallel) { tile, worker in
                 var index = tile, j = 0
                 while index >= tilesPerJob[j] { index -= tilesPerJob[j]; j += 1 }
                 let (n, block) = index.quotientAndRemainder(dividingBy: jobs[j].blocksPerBatch)
-                jobs[j].run(batch: n, block: block, bias: packed.inputBias, workspace: workspaces[worker].gemm)
+                jobsPerCopy[packed.copyIndex(worker: worker)][j].run(batch: n, block: block, bias: packed.inputBias,
+                                                                     workspace: workspaces[worker].gemm)
             }
             appendExtraKeys(plan, packed, buffers)
 
@@ -45,7 +53,7 @@ extension MultiheadAttention {
             let problems = UnsafeMutableBufferPointer<AttentionProblem>.allocate(capacity: N * H)
             defer { problems.deallocate() }
             let prepack = L > FlashAttention.blockQueries || weights != nil
-            executor.run(tiles: N * H, parallel: parallel && prepack) { nh, _ in
+            executor.run(TileSpace(batches: N, tilesPerBatch: H), parallel: parallel && prepack) { nh, _ in
                 let (n, h) = nh.quotientAndRemainder(dividingBy: H)
                 let b = buffers
                 var problem = AttentionProblem(
@@ -62,7 +70,7 @@ extension MultiheadAttention {
             func queryBlock(_ b: Int) -> Range<Int> {
                 b * FlashAttention.blockQueries ..< min((b + 1) * FlashAttention.blockQueries, L)
             }
-            executor.run(tiles: N * H * blocks, parallel: parallel) { tile, worker in
+            executor.run(TileSpace(batches: N, tilesPerBatch: H * blocks), parallel: parallel) { tile, worker in
                 let (nh, block) = tile.quotientAndRemainder(dividingBy: blocks)
                 let (n, h) = nh.quotientAndRemainder(dividingBy: H)
                 FlashAttention.attend(problem(n, h), queries: queryBlock(block), output: attended + n * L * E + h * D,
@@ -73,9 +81,11 @@ extension MultiheadAttention {
             // 3. Output projection (batch, column block) tiles, and weights (batch, query block) tiles.
             let columnBlocks = (E + Self.outputColumnBlock - 1) / Self.outputColumnBlock
             let projectionTiles = N * columnBlocks
-            let weightTiles = weights == nil ? 0 : N * blocks
-            executor.run(tiles: projectionTiles + weightTiles, parallel: parallel) { tile, worker in
+            let outputSpace = TileSpace(segments: [.init(batches: N, tilesPerBatch: columnBlocks)]
+                + (weights == nil ? [] : [.init(batches: N, tilesPerBatch: blocks)]))
+            executor.run(outputSpace, parallel: parallel) { tile, worker in
                 let workspace = workspaces[worker]
+                let local = packed.local(worker: worker)
                 if tile < projectionTiles {
                     let (n, block) = tile.quotientAndRemainder(dividingBy: columnBlocks)
                     let columns = block * Self.outputColumnBlock ..< min((block + 1) * Self.outputColumnBlock, E)
@@ -83,12 +93,12 @@ extension MultiheadAttention {
                     let (batchStride, rowStride, colStride) = Self.outputStrides(output, plan: plan, batchFirst: c.batchFirst)
                     let out = MutableMatrixView(base: output.base + n * batchStride + columns.lowerBound * colStride,
                                                 rows: L, cols: columns.count, rowStride: rowStride, colStride: colStride)
-                    if let bias = packed.outputBias {
+                    if let bias = local.outputBias {
                         bias.withUnsafeBufferPointer {
-                            GEMM.multiply(a, packed.output, columns: columns, bias: $0.baseAddress!, into: out, workspace: workspace.gemm)
+                            GEMM.multiply(a, local.output, columns: columns, bias: $0.baseAddress!, into: out, workspace: workspace.gemm)
                         }
                     } else {
-                        GEMM.multiply(a, packed.output, columns: columns, into: out, workspace: workspace.gemm)
+                        GEMM.multiply(a, local.output, columns: columns, into: out, workspace: workspace.gemm)
                     }
                     return
                 }

@@ -120,7 +120,9 @@ public struct SafetensorsFile: Sendable {
             throw fail("tensor '\(name)' has invalid 'data_offsets' (need [begin, end] with 0 <= begin <= end)")
         }
         guard end <= Double(dataLength) else {
-            throw fail("tensor '\(name)' data_offsets [\(Int(begin)), \(Int(end))] run past the data (\(dataLength) bytes)")
+            // Not Int(end): an offset such as 1e30 does not fit an Int, and the conversion traps.
+            func text(_ x: Double) -> String { x < 9.0e18 ? String(Int(x)) : String(x) }
+            throw fail("tensor '\(name)' data_offsets [\(text(begin)), \(text(end))] run past the data (\(dataLength) bytes)")
         }
         let byteRange = Int(begin)..<Int(end)
         var bytes = elementSize

@@ -6,7 +6,7 @@ import MultiheadTopology
 // The engine functions of include/multihead.h: options, create/destroy, thread count, and the
 // JSON description of the engine and its plan for a shape.
 
-/// Size of `mh_engine_options` in the 0.1 layout (`struct_size`, `num_threads`), still accepted.
+/// Size of `mh_engine_options` in its first layout (`struct_size`, `num_threads`), still accepted.
 private let engineOptionsV1Size = 8
 
 @_cdecl("mh_engine_options_init")
@@ -28,7 +28,7 @@ private func engineOptions(_ pointer: UnsafePointer<mh_engine_options>?) throws 
             + "(initialise it with mh_engine_options_init)")
     }
     options.threads = Int(pointer.pointee.num_threads)
-    guard size > engineOptionsV1Size else { return options }   // the 0.1 layout: no further fields
+    guard size > engineOptionsV1Size else { return options }   // the first layout: no further fields
     let o = pointer.pointee
     let cpuset = o.cpuset.map { String(cString: $0) }
     switch o.policy {

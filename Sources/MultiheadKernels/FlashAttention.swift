@@ -65,7 +65,13 @@ public enum FlashAttention {
             for i in 0..<rows {
                 let row = workspace.scores + i * blockKeys
                 let oldMax = workspace.rowMax[i]
-                let newMax = max(oldMax, VectorMath.maximum(row, count: cols))
+                let blockMax = VectorMath.maximum(row, count: cols)
+                var newMax = max(oldMax, blockMax)
+                // A NaN score makes the row NaN, as in PyTorch; it must not pass for a masked key
+                // (a vector max may skip NaN and report -inf when every other key is masked).
+                if oldMax.isNaN || blockMax.isNaN || (newMax == -.infinity && (0..<cols).contains(where: { row[$0].isNaN })) {
+                    newMax = .nan
+                }
                 if newMax == -.infinity {
                     // Every key so far is masked: this block contributes nothing.
                     for j in 0..<cols { row[j] = 0 }
@@ -75,7 +81,7 @@ public enum FlashAttention {
                 let blockSum = VectorMath.expSubtractingSum(row, subtracting: newMax, into: row, count: cols)
                 let rescale = oldMax == -.infinity ? 0 : Float(exp(Double(oldMax - newMax)))
                 workspace.rowScale[i] = rescale
-                workspace.rowSum[i] = workspace.rowSum[i] * rescale + blockSum
+                workspace.rowSum[i] = newMax.isNaN ? .nan : workspace.rowSum[i] * rescale + blockSum
                 workspace.rowMax[i] = newMax
             }
             for i in 0..<rows where workspace.rowScale[i] != 1 {
@@ -94,7 +100,8 @@ public enum FlashAttention {
         }
         for i in 0..<rows {
             let sum = workspace.rowSum[i]
-            let inverse: Float = sum > 0 ? 1 / sum : 0
+            // Only a row whose keys are all masked has sum 0; a NaN sum stays NaN.
+            let inverse: Float = sum == 0 ? 0 : 1 / sum
             for d in 0..<D { o[i, d] *= inverse }
             if let statistics {
                 statistics[(queries.lowerBound + i) * 2] = workspace.rowMax[i]
@@ -133,7 +140,7 @@ public enum FlashAttention {
                 let rowMax = statistics[l * 2]
                 let sum = statistics[l * 2 + 1]
                 let row = workspace.scores + i * blockKeys
-                if sum > 0 {
+                if sum != 0 {  // NaN included: NaN weights, as in PyTorch
                     _ = VectorMath.expSubtractingSum(row, subtracting: rowMax, into: row, count: cols)
                     let factor = scale / sum
                     for j in 0..<cols { row[j] *= factor }

@@ -20,18 +20,43 @@ struct Bench: ParsableCommand {
     @Flag(help: "List the workloads and exit.")
     var list = false
 
+    @Flag(help: "Print one fork/join's cost for each executor (pinned, dispatch, plain) and exit.")
+    var executor = false
+
+    @Option(help: "Executor for the workloads: pinned, dispatch or plain (default: $MULTIHEAD_EXECUTOR, else pinned).")
+    var executorKind: String?
+
     @Flag(help: "Measure the GEMM on 1 and all threads against the measured FMA peak instead.")
     var gemm = false
 
     func run() throws {
-        let engine = try Engine(threads: threads)
+        if executor {
+            print("executor  every_worker  median_us      p99_us")
+            for kind in Engine.ExecutorKind.allCases {
+                let engine = try Engine(options: .init(threads: threads, executor: kind))
+                for everyWorker in [false, true] {
+                    let t = engine.measureForkJoin(everyWorker: everyWorker)
+                    print(kind.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0) + (everyWorker ? "yes" : "no ")
+                        + String(format: "          %9.2f   %9.2f", t.median, t.p99))
+                }
+            }
+            return
+        }
+        var kind = Engine.ExecutorKind.default
+        if let executorKind {
+            guard let parsed = Engine.ExecutorKind(rawValue: executorKind) else {
+                throw ValidationError("unknown executor \"\(executorKind)\" (expected pinned, dispatch or plain)")
+            }
+            kind = parsed
+        }
+        let engine = try Engine(options: .init(threads: threads, executor: kind))
         let selected = only.map { Set($0.split(separator: ",").map(String.init)) }
         if list {
             for w in Workload.standard { print("\(w.name): \(w.summary)") }
             return
         }
         if gemm { return benchmarkGEMM(threads: engine.threadCount) }
-        print("threads: \(engine.threadCount)")
+        print("threads: \(engine.threadCount), executor: \(engine.executorKind.rawValue)")
         print("workload                          median ms   GFLOP/s")
         for workload in Workload.standard where selected?.contains(workload.name) ?? true {
             let prepared = try workload.prepare(engine: engine)

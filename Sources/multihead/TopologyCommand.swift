@@ -107,11 +107,12 @@ struct TopologyCommand: ParsableCommand {
     /// The description as text: groups, notes, then each phase's tiles per node.
     static func text(_ d: EngineDescription) -> String {
         func list(_ ids: [Int]) -> String { ids.count > 1 ? "\(ids[0])-\(ids[ids.count - 1])" : ids.map(String.init).joined() }
+        func workers(_ ids: [Int]) -> String { "worker\(ids.count == 1 ? "" : "s") \(list(ids))" }
         var lines = ["engine: \(d.threads) worker thread\(d.threads == 1 ? "" : "s"), policy \(d.policy)"
             + (d.cpuset.map { " \($0)" } ?? "") + ", executor \(d.executor), weights mirrored per node: \(d.mirrorWeights ? "yes" : "no")"]
         for group in d.groups {
             let caller = d.callerParticipates && group.workers.first == 0 ? " (worker 0 is the calling thread)" : ""
-            lines.append("  " + (group.node.map { "node \($0)" } ?? "machine") + ": workers \(list(group.workers))\(caller), "
+            lines.append("  " + (group.node.map { "node \($0)" } ?? "machine") + ": \(workers(group.workers))\(caller), "
                 + (group.cpuset.map { "bound to PUs \($0)" } ?? "unbound"))
         }
         lines += d.notes.map { "  note: \($0)" }
@@ -128,7 +129,7 @@ struct TopologyCommand: ParsableCommand {
                     let name = phase.segments.count > 1 ? "\(phase.segments[s]) " : ""
                     return t[0] == t[1] ? "\(name)none" : "\(name)tiles \(t[0])-\(t[1] - 1) (batch\(b[1] - b[0] > 1 ? "es" : "") \(list(Array(b[0]..<b[1]))))"
                 }
-                lines.append("    " + (a.node.map { "node \($0)" } ?? "machine") + ", workers \(list(a.workers)): " + parts.joined(separator: "; "))
+                lines.append("    " + (a.node.map { "node \($0)" } ?? "machine") + ", \(workers(a.workers)): " + parts.joined(separator: "; "))
             }
         }
         return lines.joined(separator: "\n")

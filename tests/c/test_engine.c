@@ -1,5 +1,5 @@
 /*
- * C tests of the engine API: options (including the 0.1 layout), policies and their errors,
+ * C tests of the engine API: options (including their first layout), policies and their errors,
  * mh_engine_describe, and same bits on a synthetic two-node topology.
  *
  *   cc -std=c11 -Wall -Wextra -Werror -Iinclude tests/c/test_engine.c -o build/tests-c/test_engine \
@@ -36,7 +36,7 @@ static void test_options_and_errors(void) {
     CHECK(options.num_threads == 0 && options.policy == MH_POLICY_DEFAULT && options.executor == MH_EXECUTOR_DEFAULT);
     CHECK(options.mirror_weights == -1 && options.cpuset == NULL && options.topology_synthetic == NULL);
 
-    /* The 0.1 layout (struct_size 8: only num_threads) is still accepted. */
+    /* The first layout (struct_size 8: only num_threads) is still accepted. */
     struct { uint32_t struct_size; int32_t num_threads; } v1 = { 8, 1 };
     mh_engine *engine = NULL;
     CHECK(mh_engine_create((const mh_engine_options *)(const void *)&v1, &engine) == MH_OK);
