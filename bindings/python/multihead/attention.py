@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import ctypes
-import os
 import threading
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Dict, Optional
 
 import numpy as np
 
-from ._errors import Error, InvalidArgumentError, ShapeError
-from ._lib import (MH_DTYPE_F32, MH_ERR_INVALID_ARGUMENT, MH_ERR_SHAPE, MH_MAX_RANK, check, lib,
+from ._errors import Error, InvalidArgumentError
+from ._lib import (MH_DTYPE_F32, MH_ERR_INVALID_ARGUMENT, MH_MAX_RANK, check, lib,
                    mh_forward_options, mh_mha_config, mh_tensor)
 from ._tensors import (F32, as_float_array, as_mask_array, contiguous_strides, data_pointer,
                        element_strides, fill, is_torch)
+from ._module import NativeModule
 from .engine import Engine
 
 __all__ = ["MultiheadAttention"]
@@ -57,7 +57,7 @@ def _plan_key(q, k, v, kpm, kpm_dtype, am, am_dtype, need_weights, average_attn_
             need_weights, average_attn_weights, is_causal)
 
 
-class MultiheadAttention:
+class MultiheadAttention(NativeModule):
     """Multi-head attention, computing what ``torch.nn.MultiheadAttention`` computes in eval mode.
 
     Same constructor arguments, names, defaults and shapes as PyTorch's, plus ``qdim`` (the
@@ -77,6 +77,8 @@ class MultiheadAttention:
     Thread-safe: one module may run forward from several threads at once (the GIL is released
     during the computation). Free it with ``close()``, a ``with`` block, or by dropping it.
     """
+
+    _api = "mh_mha"
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
                  add_bias_kv: bool = False, add_zero_attn: bool = False, kdim: Optional[int] = None,
@@ -131,59 +133,15 @@ class MultiheadAttention:
         handle = ctypes.c_void_p()
         check(self._lib.mh_mha_create(engine_handle, ctypes.byref(config), ctypes.byref(handle)),
               "MultiheadAttention")
-        self._handle = handle.value
-        if engine is not None:
-            engine._attach(self)
-            self._engine = engine
+        self._adopt(handle.value, engine)
         self._plans: Dict[tuple, _Plan] = {}
         self._plans_lock = threading.Lock()
-        self._parameter_shapes = self._read_parameter_shapes()
         self._forward = self._lib.mh_mha_forward
         self._thread_state = _ThreadState()
-
-    # -----------------------------------------------------------------------------------------
-    # lifetime
-
-    @property
-    def engine(self) -> Optional[Engine]:
-        """The engine given at construction (None: the library's shared default engine)."""
-        return self._engine
-
-    @property
-    def closed(self) -> bool:
-        return self._handle is None
 
     @property
     def head_dim(self) -> int:
         return self.embed_dim // self.num_heads
-
-    def _live(self):
-        handle = self._handle
-        if handle is None:
-            raise Error("module is closed")
-        return handle
-
-    def close(self) -> None:
-        """Frees the module's memory now. Idempotent; later calls raise multihead.Error."""
-        handle, self._handle = getattr(self, "_handle", None), None
-        if handle is not None:
-            self._lib.mh_mha_destroy(handle)
-        engine, self._engine = getattr(self, "_engine", None), None
-        if engine is not None:
-            engine._detach(self)
-
-    def __enter__(self) -> "MultiheadAttention":
-        self._live()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown
-            pass
 
     def __repr__(self) -> str:
         extra = "".join(f", {name}={getattr(self, name)}" for name in ("kdim", "vdim", "qdim")
@@ -193,120 +151,6 @@ class MultiheadAttention:
         state = ", closed" if self.closed else ""
         return (f"MultiheadAttention(embed_dim={self.embed_dim}, num_heads={self.num_heads}"
                 f"{'' if self.bias else ', bias=False'}{extra}{flags}{state})")
-
-    # -----------------------------------------------------------------------------------------
-    # parameters
-
-    def _read_parameter_shapes(self) -> Dict[str, Tuple[int, ...]]:
-        handle = self._live()
-        count = ctypes.c_int32()
-        check(self._lib.mh_mha_parameter_count(handle, ctypes.byref(count)), "parameter_count")
-        name = ctypes.c_char_p()
-        rank = ctypes.c_int32()
-        shape = (ctypes.c_int64 * MH_MAX_RANK)()
-        shapes = {}
-        for index in range(count.value):
-            check(self._lib.mh_mha_parameter_info(handle, index, ctypes.byref(name), ctypes.byref(rank), shape),
-                  "parameter_info")
-            shapes[name.value.decode("utf-8")] = tuple(shape[:rank.value])
-        return shapes
-
-    @property
-    def parameter_shapes(self) -> Dict[str, Tuple[int, ...]]:
-        """Parameter names (PyTorch's state_dict names, in its order) and shapes."""
-        return dict(self._parameter_shapes)
-
-    def _check_name(self, name: str) -> Tuple[int, ...]:
-        if not isinstance(name, str):
-            raise TypeError(f"parameter names are str, got {type(name).__name__}")
-        shape = self._parameter_shapes.get(name)
-        if shape is None:
-            raise InvalidArgumentError(
-                f"unknown parameter {name!r}; this module has {', '.join(self._parameter_shapes)}",
-                MH_ERR_INVALID_ARGUMENT)
-        return shape
-
-    def get_parameter(self, name: str) -> np.ndarray:
-        """A float32 copy of parameter ``name`` (e.g. ``"in_proj_weight"``)."""
-        handle = self._live()
-        shape = self._check_name(name)
-        out = np.empty(shape, dtype=F32)
-        descriptor = mh_tensor()
-        fill(descriptor, out.shape, MH_DTYPE_F32, contiguous_strides(out.shape))
-        descriptor.data = out.ctypes.data
-        check(self._lib.mh_mha_get_parameter(handle, name.encode("utf-8"), ctypes.byref(descriptor)),
-              f"get_parameter({name!r})")
-        return out
-
-    def set_parameter(self, name: str, value: Any) -> None:
-        """Copies ``value`` (numpy array or torch tensor of exactly the parameter's shape) into
-        parameter ``name``."""
-        handle = self._live()
-        shape = self._check_name(name)
-        array = as_float_array(value, name)
-        if tuple(array.shape) != shape:
-            raise ShapeError(f"size mismatch for {name}: copying a param with shape {tuple(array.shape)}, "
-                             f"the shape in current model is {shape}", MH_ERR_SHAPE)
-        array, strides = element_strides(array, name)
-        descriptor = mh_tensor()
-        fill(descriptor, array.shape, MH_DTYPE_F32, strides)
-        descriptor.data = data_pointer(array)
-        check(self._lib.mh_mha_set_parameter(handle, name.encode("utf-8"), ctypes.byref(descriptor)),
-              f"set_parameter({name!r})")
-
-    def state_dict(self) -> Dict[str, np.ndarray]:
-        """Every parameter as a float32 numpy copy, by PyTorch's state_dict names and order."""
-        return {name: self.get_parameter(name) for name in self._parameter_shapes}
-
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> None:
-        """Copies parameters from a mapping of names to numpy arrays or torch tensors (e.g.
-        ``torch_module.state_dict()``).
-
-        With ``strict`` (the default, as in torch) missing and unexpected keys are errors
-        (InvalidArgumentError); a wrong shape is a ShapeError. Nothing changes when it raises.
-        """
-        self._live()
-        if not isinstance(state_dict, Mapping):
-            raise TypeError(f"state_dict must be a mapping of names to arrays, got {type(state_dict).__name__}")
-        names = self._parameter_shapes
-        if strict:
-            missing = [name for name in names if name not in state_dict]
-            unexpected = [name for name in state_dict if name not in names]
-            if missing or unexpected:
-                parts = []
-                if missing:
-                    parts.append("Missing key(s) in state_dict: " + ", ".join(f'"{n}"' for n in missing))
-                if unexpected:
-                    parts.append("Unexpected key(s) in state_dict: " + ", ".join(f'"{n}"' for n in unexpected))
-                raise InvalidArgumentError("Error(s) in loading state_dict for MultiheadAttention: "
-                                           + ". ".join(parts) + ".", MH_ERR_INVALID_ARGUMENT)
-        arrays = {}
-        for name, value in state_dict.items():
-            if name not in names:
-                continue
-            array = as_float_array(value, name)
-            if tuple(array.shape) != names[name]:
-                raise ShapeError(f"size mismatch for {name}: copying a param with shape {tuple(array.shape)}, "
-                                 f"the shape in current model is {names[name]}", MH_ERR_SHAPE)
-            arrays[name] = array
-        for name, array in arrays.items():
-            self.set_parameter(name, array)
-
-    def load_safetensors(self, path, prefix: str = "") -> None:
-        """Loads every parameter from a .safetensors file (F32, F16 and BF16 are converted),
-        reading ``prefix + name`` for each parameter name; other tensors are ignored.
-        All-or-nothing. Raises FileError (unreadable), FormatError (malformed),
-        InvalidArgumentError (a missing parameter), ShapeError, UnsupportedError (dtype)."""
-        handle = self._live()
-        if not isinstance(prefix, str):
-            raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
-        encoded = os.fsencode(os.fspath(path))
-        # ctypes would cut the strings at a NUL byte and load another file; open() refuses too.
-        for name, text in (("path", encoded), ("prefix", prefix.encode("utf-8"))):
-            if b"\0" in text:
-                raise ValueError(f"{name} contains an embedded null byte")
-        check(self._lib.mh_mha_load_safetensors(handle, encoded, prefix.encode("utf-8")),
-              f"load_safetensors({os.fspath(path)!r})")
 
     @classmethod
     def from_torch(cls, module, *, engine: Optional[Engine] = None) -> "MultiheadAttention":

@@ -17,17 +17,16 @@ where ``src_key_padding_mask`` is True).
 from __future__ import annotations
 
 import ctypes
-import os
-import threading
 from ctypes import c_double, c_float, c_int32, c_int64, c_uint32, c_uint64
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Optional
 
 import numpy as np
 
-from ._errors import Error, InvalidArgumentError, ShapeError
-from ._lib import MH_DTYPE_F32, MH_ERR_INVALID_ARGUMENT, MH_ERR_SHAPE, MH_MAX_RANK, check, lib, mh_tensor
+from ._errors import InvalidArgumentError
+from ._lib import MH_DTYPE_F32, MH_ERR_INVALID_ARGUMENT, check, lib, mh_tensor
 from ._tensors import (F32, as_float_array, as_mask_array, contiguous_strides, data_pointer, element_strides,
                        fill, is_torch)
+from ._module import NativeModule
 from .engine import Engine
 
 __all__ = ["TransformerEncoderLayer", "TransformerEncoder", "LayerNorm"]
@@ -91,157 +90,10 @@ def activation_name(activation) -> str:
                                MH_ERR_INVALID_ARGUMENT)
 
 
-class _Module:
-    """A libmultihead mh_encoder handle: lifetime, parameters by state_dict name, forward."""
+class _Module(NativeModule):
+    """A libmultihead mh_encoder handle: NativeModule plus the shared forward."""
 
-    _kind = "module"
-
-    def _adopt(self, handle: int, engine: Optional[Engine]) -> None:
-        self._handle = handle
-        self._engine = None
-        if engine is not None:
-            engine._attach(self)
-            self._engine = engine
-        self._parameter_shapes = self._read_parameter_shapes()
-
-    # lifetime ------------------------------------------------------------------------------
-
-    @property
-    def engine(self) -> Optional[Engine]:
-        """The engine given at construction (None: the library's shared default engine)."""
-        return self._engine
-
-    @property
-    def closed(self) -> bool:
-        return getattr(self, "_handle", None) is None
-
-    def _live(self):
-        handle = getattr(self, "_handle", None)
-        if handle is None:
-            raise Error(f"{type(self).__name__} is closed")
-        return handle
-
-    def close(self) -> None:
-        """Frees the module's memory now. Idempotent; later calls raise multihead.Error."""
-        handle, self._handle = getattr(self, "_handle", None), None
-        if handle is not None:
-            self._lib.mh_encoder_destroy(handle)
-        engine, self._engine = getattr(self, "_engine", None), None
-        if engine is not None:
-            engine._detach(self)
-
-    def __enter__(self):
-        self._live()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # interpreter shutdown
-            pass
-
-    # parameters ----------------------------------------------------------------------------
-
-    def _read_parameter_shapes(self) -> Dict[str, Tuple[int, ...]]:
-        handle = self._live()
-        count = ctypes.c_int32()
-        check(self._lib.mh_encoder_parameter_count(handle, ctypes.byref(count)), "parameter_count")
-        name, rank = ctypes.c_char_p(), ctypes.c_int32()
-        shape = (ctypes.c_int64 * MH_MAX_RANK)()
-        shapes = {}
-        for index in range(count.value):
-            check(self._lib.mh_encoder_parameter_info(handle, index, ctypes.byref(name), ctypes.byref(rank), shape),
-                  "parameter_info")
-            shapes[name.value.decode("utf-8")] = tuple(shape[:rank.value])
-        return shapes
-
-    @property
-    def parameter_shapes(self) -> Dict[str, Tuple[int, ...]]:
-        """Parameter names (PyTorch's state_dict names, in its order) and shapes."""
-        return dict(self._parameter_shapes)
-
-    def _check_name(self, name: str) -> Tuple[int, ...]:
-        if not isinstance(name, str):
-            raise TypeError(f"parameter names are str, got {type(name).__name__}")
-        shape = self._parameter_shapes.get(name)
-        if shape is None:
-            raise InvalidArgumentError(
-                f"unknown parameter {name!r}; this {type(self).__name__} has {', '.join(self._parameter_shapes)}",
-                MH_ERR_INVALID_ARGUMENT)
-        return shape
-
-    def get_parameter(self, name: str) -> np.ndarray:
-        """A float32 copy of parameter ``name``."""
-        handle = self._live()
-        out = np.empty(self._check_name(name), dtype=F32)
-        descriptor = mh_tensor()
-        fill(descriptor, out.shape, MH_DTYPE_F32, contiguous_strides(out.shape))
-        descriptor.data = out.ctypes.data
-        check(self._lib.mh_encoder_get_parameter(handle, name.encode("utf-8"), ctypes.byref(descriptor)),
-              f"get_parameter({name!r})")
-        return out
-
-    def set_parameter(self, name: str, value: Any) -> None:
-        """Copies ``value`` (numpy array or torch tensor of the parameter's shape) into ``name``."""
-        handle = self._live()
-        shape = self._check_name(name)
-        array = as_float_array(value, name)
-        if tuple(array.shape) != shape:
-            raise ShapeError(f"size mismatch for {name}: copying a param with shape {tuple(array.shape)}, "
-                             f"the shape in current model is {shape}", MH_ERR_SHAPE)
-        array, strides = element_strides(array, name)
-        descriptor = mh_tensor()
-        fill(descriptor, array.shape, MH_DTYPE_F32, strides)
-        descriptor.data = data_pointer(array)
-        check(self._lib.mh_encoder_set_parameter(handle, name.encode("utf-8"), ctypes.byref(descriptor)),
-              f"set_parameter({name!r})")
-
-    def state_dict(self) -> Dict[str, np.ndarray]:
-        """Every parameter as a float32 numpy copy, by PyTorch's state_dict names and order."""
-        return {name: self.get_parameter(name) for name in self._parameter_shapes}
-
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> None:
-        """Copies parameters from a mapping of names to arrays or tensors (e.g. a torch module's
-        ``state_dict()``). With ``strict``, missing and unexpected keys are errors
-        (InvalidArgumentError); a wrong shape is a ShapeError. Nothing changes when it raises."""
-        self._live()
-        if not isinstance(state_dict, Mapping):
-            raise TypeError(f"state_dict must be a mapping of names to arrays, got {type(state_dict).__name__}")
-        names = self._parameter_shapes
-        if strict:
-            missing = [name for name in names if name not in state_dict]
-            unexpected = [name for name in state_dict if name not in names]
-            if missing or unexpected:
-                parts = []
-                if missing:
-                    parts.append("Missing key(s) in state_dict: " + ", ".join(f'"{n}"' for n in missing))
-                if unexpected:
-                    parts.append("Unexpected key(s) in state_dict: " + ", ".join(f'"{n}"' for n in unexpected))
-                raise InvalidArgumentError(f"Error(s) in loading state_dict for {type(self).__name__}: "
-                                           + ". ".join(parts) + ".", MH_ERR_INVALID_ARGUMENT)
-        arrays = {}
-        for name, value in state_dict.items():
-            if name not in names:
-                continue
-            array = as_float_array(value, name)
-            if tuple(array.shape) != names[name]:
-                raise ShapeError(f"size mismatch for {name}: copying a param with shape {tuple(array.shape)}, "
-                                 f"the shape in current model is {names[name]}", MH_ERR_SHAPE)
-            arrays[name] = array
-        for name, array in arrays.items():
-            self.set_parameter(name, array)
-
-    def load_safetensors(self, path, prefix: str = "") -> None:
-        """Loads every parameter from a .safetensors file, reading ``prefix + name`` (F32, F16,
-        BF16 converted). All-or-nothing."""
-        handle = self._live()
-        if not isinstance(prefix, str):
-            raise TypeError(f"prefix must be a str, got {type(prefix).__name__}")
-        check(self._lib.mh_encoder_load_safetensors(handle, os.fsencode(os.fspath(path)), prefix.encode("utf-8")),
-              f"load_safetensors({os.fspath(path)!r})")
+    _api = "mh_encoder"
 
     # forward -------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ import sys
 import time
 from ctypes import c_double, c_int64, c_uint32
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
