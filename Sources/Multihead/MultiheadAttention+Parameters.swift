@@ -82,17 +82,6 @@ extension MultiheadAttention {
     /// Names and shapes of every parameter, in PyTorch's state_dict order.
     public var parameterShapes: [(name: String, shape: [Int])] { config.parameterShapes }
 
-    /// Shape of parameter `name`.
-    /// - Throws: `MultiheadError.invalidArgument` for a name this configuration does not have.
-    public func parameterShape(_ name: String) throws -> [Int] {
-        guard let entry = config.parameterShapes.first(where: { $0.name == name }) else {
-            throw MultiheadError.invalidArgument(
-                "unknown parameter '\(name)' for this configuration; expected one of "
-                + config.parameterShapes.map(\.name).joined(separator: ", "))
-        }
-        return entry.shape
-    }
-
     /// Sets one parameter by its PyTorch state_dict name.
     /// - Parameters:
     ///   - name: e.g. `in_proj_weight`, `out_proj.bias`, `bias_k`.
@@ -112,11 +101,6 @@ extension MultiheadAttention {
             parameters[name] = copy
             packedCache = nil
         }
-    }
-
-    /// Sets one parameter from a tensor (see `setParameter(_:shape:values:)`).
-    public func setParameter(_ name: String, _ tensor: Tensor<Float>) throws {
-        try tensor.scalars.withUnsafeBufferPointer { try setParameter(name, shape: tensor.shape, values: $0) }
     }
 
     /// The current value of parameter `name`.
@@ -160,22 +144,6 @@ extension MultiheadAttention {
             for (name, tensor) in dict where names.contains(name) { parameters[name] = tensor.scalars }
             packedCache = nil
         }
-    }
-
-    /// Loads parameters from a `.safetensors` file, such as one written by
-    /// `safetensors.torch.save_file(module.state_dict(), path)`; F32, F16 and BF16 are converted.
-    /// Every parameter must be present; tensors that are not parameters are ignored, so one file
-    /// can hold a whole model.
-    /// - Parameter prefix: read `prefix + name` (e.g. `"layers.0.self_attn."`).
-    /// - Throws: `MultiheadError.io` / `.format` for unreadable or malformed files, `.invalidArgument`
-    ///   for missing parameters, `.shape` for wrong shapes. Nothing is changed when it throws.
-    public func loadSafetensors(path: String, prefix: String = "") throws {
-        let file = try SafetensorsFile(path: path)
-        var dict: [String: Tensor<Float>] = [:]
-        for (name, _) in config.parameterShapes where file.entries[prefix + name] != nil {
-            dict[name] = try file.floatTensor(prefix + name)
-        }
-        try loadStateDict(dict, strict: true)
     }
 
     /// The packed parameters, packing them on first use after a change.

@@ -5,7 +5,7 @@ import Multihead
 // The `mh_bert_*` functions of include/multihead.h.
 
 private func resolveBert(_ handle: OpaquePointer?) throws -> BertModel {
-    try resolveHandle(handle, as: BertHandle.self, "bert", "mh_bert").model
+    try Handles.resolve(handle, as: BertHandle.self, "bert", "mh_bert").model
 }
 
 /// Reads an `(N, L)` token tensor of integers (or, for masks, bool and float32) into Int64s.
@@ -26,7 +26,7 @@ private func tokenValues(_ pointer: UnsafePointer<mh_tensor>, _ name: String, al
     var values = [Int64](repeating: 0, count: count)
     guard count > 0, let data = t.data else { return (shape, values) }
     let raw = UnsafeRawPointer(data)
-    forEachStridedIndex(shape, strides) { linear, offset in
+    TensorDescriptor.forEachIndex(shape, strides) { linear, offset in
         let address = raw + offset * elementSize
         switch t.dtype {
         case Int32(MH_DTYPE_I64.rawValue): values[linear] = address.loadUnaligned(as: Int64.self)
@@ -75,7 +75,7 @@ public func mh_bert_create_impl(_ engine: OpaquePointer?, _ folder: UnsafePointe
     guarded("mh_bert_create") {
         let out = try required(out, "out")
         let folder = String(cString: try required(folder, "folder"))
-        let engine = engine == nil ? Engine.shared : try resolveHandle(engine, as: Engine.self, "engine", "mh_engine")
+        let engine = engine == nil ? Engine.shared : try Handles.resolve(engine, as: Engine.self, "engine", "mh_engine")
         out.pointee = Handles.register(BertHandle(try BertModel(folder: folder, engine: engine)))
     }
 }

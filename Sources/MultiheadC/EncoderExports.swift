@@ -7,11 +7,11 @@ import Multihead
 // LayerNorm).
 
 private func resolveEncoder(_ handle: OpaquePointer?, _ name: String = "encoder") throws -> EncoderHandle {
-    try resolveHandle(handle, as: EncoderHandle.self, name, "mh_encoder")
+    try Handles.resolve(handle, as: EncoderHandle.self, name, "mh_encoder")
 }
 
 private func engineArgument(_ engine: OpaquePointer?) throws -> Engine {
-    engine == nil ? Engine.shared : try resolveHandle(engine, as: Engine.self, "engine", "mh_engine")
+    engine == nil ? Engine.shared : try Handles.resolve(engine, as: Engine.self, "engine", "mh_engine")
 }
 
 @_cdecl("mh_encoder_layer_config_init")
@@ -108,8 +108,7 @@ public func mh_encoder_destroy_impl(_ encoder: OpaquePointer?) { Handles.destroy
 @_cdecl("mh_encoder_parameter_count")
 public func mh_encoder_parameter_count_impl(_ encoder: OpaquePointer?, _ out: UnsafeMutablePointer<Int32>?) -> mh_status {
     guarded("mh_encoder_parameter_count") {
-        let handle = try resolveEncoder(encoder)
-        try required(out, "out").pointee = Int32(handle.names.count)
+        try ParameterExports.count(try resolveEncoder(encoder), out)
     }
 }
 
@@ -117,13 +116,7 @@ public func mh_encoder_parameter_count_impl(_ encoder: OpaquePointer?, _ out: Un
 public func mh_encoder_parameter_info_impl(_ encoder: OpaquePointer?, _ index: Int32, _ name: UnsafeMutablePointer<UnsafePointer<CChar>?>?,
                                            _ rank: UnsafeMutablePointer<Int32>?, _ shape: UnsafeMutablePointer<Int64>?) -> mh_status {
     guarded("mh_encoder_parameter_info") {
-        let handle = try resolveEncoder(encoder)
-        let (name, rank, shape) = (try required(name, "name"), try required(rank, "rank"), try required(shape, "shape"))
-        guard index >= 0, Int(index) < handle.names.count else {
-            throw ABIError.invalid("index \(index) is out of range 0..<\(handle.names.count)")
-        }
-        name.pointee = UnsafePointer(handle.names[Int(index)])
-        TensorDescriptor.write(handle.shapes[Int(index)], rank: rank, into: shape)
+        try ParameterExports.info(try resolveEncoder(encoder), index, name, rank, shape)
     }
 }
 
@@ -131,17 +124,7 @@ public func mh_encoder_parameter_info_impl(_ encoder: OpaquePointer?, _ index: I
 public func mh_encoder_set_parameter_impl(_ encoder: OpaquePointer?, _ name: UnsafePointer<CChar>?,
                                           _ value: UnsafePointer<mh_tensor>?) -> mh_status {
     guarded("mh_encoder_set_parameter") {
-        let module = try resolveEncoder(encoder).module
-        let name = String(cString: try required(name, "name"))
-        let expected = try module.parameterShape(name)
-        let view = try TensorDescriptor.input(value, "value")
-        guard view.shape == expected else {
-            throw ABIError.shape("parameter '\(name)' has shape \(expected), got \(view.shape)")
-        }
-        var values = [Float](repeating: 0, count: expected.reduce(1, *))
-        let source = view.base.assumingMemoryBound(to: Float.self)
-        forEachStridedIndex(view.shape, view.strides) { linear, offset in values[linear] = source[offset] }
-        try values.withUnsafeBufferPointer { try module.setParameter(name, shape: expected, values: $0) }
+        try ParameterExports.set(try resolveEncoder(encoder), name, value)
     }
 }
 
@@ -149,14 +132,7 @@ public func mh_encoder_set_parameter_impl(_ encoder: OpaquePointer?, _ name: Uns
 public func mh_encoder_get_parameter_impl(_ encoder: OpaquePointer?, _ name: UnsafePointer<CChar>?,
                                           _ out: UnsafeMutablePointer<mh_tensor>?) -> mh_status {
     guarded("mh_encoder_get_parameter") {
-        let module = try resolveEncoder(encoder).module
-        let name = String(cString: try required(name, "name"))
-        let parameter = try module.parameter(name)
-        let view = try TensorDescriptor.output(out, "out")
-        guard view.shape == parameter.shape else {
-            throw ABIError.shape("parameter '\(name)' has shape \(parameter.shape), out has \(view.shape)")
-        }
-        forEachStridedIndex(view.shape, view.strides) { linear, offset in view.base[offset] = parameter.scalars[linear] }
+        try ParameterExports.get(try resolveEncoder(encoder), name, out)
     }
 }
 
@@ -164,9 +140,7 @@ public func mh_encoder_get_parameter_impl(_ encoder: OpaquePointer?, _ name: Uns
 public func mh_encoder_load_safetensors_impl(_ encoder: OpaquePointer?, _ path: UnsafePointer<CChar>?,
                                              _ prefix: UnsafePointer<CChar>?) -> mh_status {
     guarded("mh_encoder_load_safetensors") {
-        let module = try resolveEncoder(encoder).module
-        let path = String(cString: try required(path, "path"))
-        try module.loadSafetensors(path: path, prefix: prefix.map { String(cString: $0) } ?? "")
+        try ParameterExports.loadSafetensors(try resolveEncoder(encoder), path, prefix)
     }
 }
 

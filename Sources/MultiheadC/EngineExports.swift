@@ -96,7 +96,7 @@ public func mh_engine_destroy_impl(_ engine: OpaquePointer?) { Handles.destroy(e
 @_cdecl("mh_engine_num_threads")
 public func mh_engine_num_threads_impl(_ engine: OpaquePointer?, _ out: UnsafeMutablePointer<Int32>?) -> mh_status {
     guarded("mh_engine_num_threads") {
-        let engine = try Handles.resolve(engine, as: Engine.self, "engine")
+        let engine = try Handles.resolve(engine, as: Engine.self, "engine", "mh_engine")
         try required(out, "out").pointee = Int32(clamping: engine.threadCount)
     }
 }
@@ -112,7 +112,7 @@ public func mh_plan_shape_init_impl(_ shape: UnsafeMutablePointer<mh_plan_shape>
 public func mh_engine_describe_impl(_ engine: OpaquePointer?, _ shape: UnsafePointer<mh_plan_shape>?,
                                     _ json: UnsafeMutablePointer<UnsafePointer<CChar>?>?) -> mh_status {
     guarded("mh_engine_describe") {
-        let engine = try Handles.resolve(engine, as: Engine.self, "engine")
+        let engine = try Handles.resolve(engine, as: Engine.self, "engine", "mh_engine")
         let json = try required(json, "json")
         var plan: PlanShape?
         if let shape {

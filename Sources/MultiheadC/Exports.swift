@@ -81,7 +81,7 @@ public func mh_mha_create_impl(_ engine: OpaquePointer?, _ config: UnsafePointer
         let out = try required(out, "out")
         let c = try required(config, "config").pointee
         try checkStructSize(c.struct_size, mh_mha_config.self, "config")
-        let engine = engine == nil ? Engine.shared : try Handles.resolve(engine, as: Engine.self, "engine")
+        let engine = engine == nil ? Engine.shared : try Handles.resolve(engine, as: Engine.self, "engine", "mh_engine")
         for (name, value) in [("embed_dim", c.embed_dim), ("num_heads", c.num_heads), ("kdim", c.kdim), ("vdim", c.vdim), ("qdim", c.qdim)] {
             guard value >= 0 || name == "embed_dim" || name == "num_heads" else {
                 throw ABIError.invalid("config->\(name) is \(value), must be >= 0 (0 = embed_dim)")
@@ -102,8 +102,7 @@ public func mh_mha_destroy_impl(_ mha: OpaquePointer?) { Handles.destroy(mha) }
 @_cdecl("mh_mha_parameter_count")
 public func mh_mha_parameter_count_impl(_ mha: OpaquePointer?, _ out: UnsafeMutablePointer<Int32>?) -> mh_status {
     guarded("mh_mha_parameter_count") {
-        let handle = try Handles.resolve(mha, as: ModuleHandle.self, "mha")
-        try required(out, "out").pointee = Int32(handle.names.count)
+        try ParameterExports.count(try Handles.resolve(mha, as: ModuleHandle.self, "mha", "mh_mha"), out)
     }
 }
 
@@ -111,71 +110,28 @@ public func mh_mha_parameter_count_impl(_ mha: OpaquePointer?, _ out: UnsafeMuta
 public func mh_mha_parameter_info_impl(_ mha: OpaquePointer?, _ index: Int32, _ name: UnsafeMutablePointer<UnsafePointer<CChar>?>?,
                                        _ rank: UnsafeMutablePointer<Int32>?, _ shape: UnsafeMutablePointer<Int64>?) -> mh_status {
     guarded("mh_mha_parameter_info") {
-        let handle = try Handles.resolve(mha, as: ModuleHandle.self, "mha")
-        let (name, rank, shape) = (try required(name, "name"), try required(rank, "rank"), try required(shape, "shape"))
-        guard index >= 0, Int(index) < handle.names.count else {
-            throw ABIError.invalid("index \(index) is out of range 0..<\(handle.names.count)")
-        }
-        name.pointee = UnsafePointer(handle.names[Int(index)])
-        TensorDescriptor.write(handle.shapes[Int(index)], rank: rank, into: shape)
-    }
-}
-
-/// Copies between a strided float32 view and a row-major array of the same shape.
-private func forEachIndex(_ shape: [Int], _ strides: [Int], _ body: (_ linear: Int, _ offset: Int) -> Void) {
-    let count = shape.reduce(1, *)
-    var index = [Int](repeating: 0, count: shape.count)
-    for linear in 0..<count {
-        var offset = 0
-        for (i, s) in zip(index, strides) { offset += i * s }
-        body(linear, offset)
-        var axis = shape.count - 1
-        while axis >= 0 {
-            index[axis] += 1
-            if index[axis] < shape[axis] { break }
-            index[axis] = 0
-            axis -= 1
-        }
+        try ParameterExports.info(try Handles.resolve(mha, as: ModuleHandle.self, "mha", "mh_mha"), index, name, rank, shape)
     }
 }
 
 @_cdecl("mh_mha_set_parameter")
 public func mh_mha_set_parameter_impl(_ mha: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ value: UnsafePointer<mh_tensor>?) -> mh_status {
     guarded("mh_mha_set_parameter") {
-        let module = try Handles.resolve(mha, as: ModuleHandle.self, "mha").module
-        let name = String(cString: try required(name, "name"))
-        let expected = try module.parameterShape(name)
-        let view = try TensorDescriptor.input(value, "value")
-        guard view.shape == expected else {
-            throw ABIError.shape("parameter '\(name)' has shape \(expected), got \(view.shape)")
-        }
-        var values = [Float](repeating: 0, count: expected.reduce(1, *))
-        let source = view.base.assumingMemoryBound(to: Float.self)
-        forEachIndex(view.shape, view.strides) { linear, offset in values[linear] = source[offset] }
-        try values.withUnsafeBufferPointer { try module.setParameter(name, shape: expected, values: $0) }
+        try ParameterExports.set(try Handles.resolve(mha, as: ModuleHandle.self, "mha", "mh_mha"), name, value)
     }
 }
 
 @_cdecl("mh_mha_get_parameter")
 public func mh_mha_get_parameter_impl(_ mha: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<mh_tensor>?) -> mh_status {
     guarded("mh_mha_get_parameter") {
-        let module = try Handles.resolve(mha, as: ModuleHandle.self, "mha").module
-        let name = String(cString: try required(name, "name"))
-        let parameter = try module.parameter(name)
-        let view = try TensorDescriptor.output(out, "out")
-        guard view.shape == parameter.shape else {
-            throw ABIError.shape("parameter '\(name)' has shape \(parameter.shape), out has \(view.shape)")
-        }
-        forEachIndex(view.shape, view.strides) { linear, offset in view.base[offset] = parameter.scalars[linear] }
+        try ParameterExports.get(try Handles.resolve(mha, as: ModuleHandle.self, "mha", "mh_mha"), name, out)
     }
 }
 
 @_cdecl("mh_mha_load_safetensors")
 public func mh_mha_load_safetensors_impl(_ mha: OpaquePointer?, _ path: UnsafePointer<CChar>?, _ prefix: UnsafePointer<CChar>?) -> mh_status {
     guarded("mh_mha_load_safetensors") {
-        let module = try Handles.resolve(mha, as: ModuleHandle.self, "mha").module
-        let path = String(cString: try required(path, "path"))
-        try module.loadSafetensors(path: path, prefix: prefix.map { String(cString: $0) } ?? "")
+        try ParameterExports.loadSafetensors(try Handles.resolve(mha, as: ModuleHandle.self, "mha", "mh_mha"), path, prefix)
     }
 }
 
@@ -201,7 +157,7 @@ public func mh_mha_output_shapes_impl(_ mha: OpaquePointer?, _ query: UnsafePoin
                                       _ outputRank: UnsafeMutablePointer<Int32>?, _ outputShape: UnsafeMutablePointer<Int64>?,
                                       _ weightsRank: UnsafeMutablePointer<Int32>?, _ weightsShape: UnsafeMutablePointer<Int64>?) -> mh_status {
     guarded("mh_mha_output_shapes") {
-        let module = try Handles.resolve(mha, as: ModuleHandle.self, "mha").module
+        let module = try Handles.resolve(mha, as: ModuleHandle.self, "mha", "mh_mha").module
         var shapes: [[Int]] = []
         for (pointer, name) in [(query, "query"), (key, "key"), (value, "value")] {
             let t = try required(pointer, name).pointee
@@ -225,7 +181,7 @@ public func mh_mha_forward_impl(_ mha: OpaquePointer?, _ query: UnsafePointer<mh
                                 _ attnMask: UnsafePointer<mh_tensor>?, _ options: UnsafePointer<mh_forward_options>?,
                                 _ output: UnsafeMutablePointer<mh_tensor>?, _ weights: UnsafeMutablePointer<mh_tensor>?) -> mh_status {
     guarded("mh_mha_forward") {
-        let module = try Handles.resolve(mha, as: ModuleHandle.self, "mha").module
+        let module = try Handles.resolve(mha, as: ModuleHandle.self, "mha", "mh_mha").module
         let options = try forwardOptions(options)
         let q = try TensorDescriptor.input(query, "query")
         let k = try TensorDescriptor.input(key, "key")

@@ -14,11 +14,14 @@ enum Handles {
     }
 
     /// The object behind `handle`, if it is live and of type `T`.
-    static func resolve<T: AnyObject>(_ handle: OpaquePointer?, as type: T.Type, _ name: String) throws -> T {
+    /// - Parameters:
+    ///   - name: the argument's name in the C signature, for the message.
+    ///   - cType: the handle's C type (`mh_engine`, `mh_mha`, ...), for the message.
+    static func resolve<T: AnyObject>(_ handle: OpaquePointer?, as type: T.Type, _ name: String, _ cType: String) throws -> T {
         guard let handle else { throw ABIError.invalid("\(name) is NULL") }
         let object = lock.withLock { live[UnsafeRawPointer(handle)] }
         guard let typed = object as? T else {
-            throw ABIError.invalid("\(name) is not a live \(name == "engine" ? "mh_engine" : "mh_mha") handle (destroyed, or never created)")
+            throw ABIError.invalid("\(name) is not a live \(cType) handle (destroyed, or never created)")
         }
         return typed
     }
@@ -31,17 +34,12 @@ enum Handles {
     }
 }
 
-/// What an `mh_mha` handle owns: the module and C copies of its parameter names.
-final class ModuleHandle {
+/// What an `mh_mha` handle owns: the module (and, through `ParameterHandle`, its parameter names).
+final class ModuleHandle: ParameterHandle {
     let module: MultiheadAttention
-    let names: [UnsafeMutablePointer<CChar>]
-    let shapes: [[Int]]
 
     init(_ module: MultiheadAttention) {
         self.module = module
-        names = module.parameterShapes.map { strdup($0.name)! }
-        shapes = module.parameterShapes.map(\.shape)
+        super.init(module)
     }
-
-    deinit { names.forEach { free($0) } }
 }

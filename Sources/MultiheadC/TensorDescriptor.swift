@@ -67,4 +67,23 @@ enum TensorDescriptor {
         rank.pointee = Int32(shape.count)
         for (i, d) in shape.enumerated() { out[i] = Int64(d) }
     }
+
+    /// Visits every element of a strided view in row-major order: `linear` is its index in a
+    /// row-major array of `shape`, `offset` its element offset through `strides`.
+    static func forEachIndex(_ shape: [Int], _ strides: [Int], _ body: (_ linear: Int, _ offset: Int) -> Void) {
+        let count = shape.reduce(1, *)
+        var index = [Int](repeating: 0, count: shape.count)
+        for linear in 0..<count {
+            var offset = 0
+            for (i, s) in zip(index, strides) { offset += i * s }
+            body(linear, offset)
+            var axis = shape.count - 1
+            while axis >= 0 {
+                index[axis] += 1
+                if index[axis] < shape[axis] { break }
+                index[axis] = 0
+                axis -= 1
+            }
+        }
+    }
 }

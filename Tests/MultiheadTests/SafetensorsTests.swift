@@ -86,7 +86,7 @@ final class SafetensorsTests: XCTestCase {
         try m.loadSafetensors(path: fixture.file.path, prefix: "param.")
         XCTAssertEqual(try m.parameter("in_proj_weight").scalars, try fixture.file.floatTensor("param.in_proj_weight").scalars)
         XCTAssertThrowsError(try m.loadSafetensors(path: fixture.file.path, prefix: "nothing.")) { error in
-            XCTAssert("\(error)".contains("missing key(s)"))
+            XCTAssert("\(error)".contains("lacks parameter(s): nothing.in_proj_weight"), "\(error)")
         }
     }
 }
