@@ -151,7 +151,10 @@ final class PoolState: @unchecked Sendable {
         var failure: ExecutorError?
         if let cpuset = layout.groups[slot.group].cpuset, let topology = layout.topology {
             do {
-                _ = try topology.bindCurrentThread(to: cpuset)
+                // The worker's scratch (allocated and first touched here) stays on its node.
+                if case .bound = try topology.bindCurrentThread(to: cpuset) {
+                    _ = try? topology.bindCurrentThreadMemory(to: cpuset)
+                }
             } catch let error as TopologyError {
                 failure = .bindingFailed(worker: worker, error)
             } catch {

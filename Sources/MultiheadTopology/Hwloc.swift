@@ -199,6 +199,15 @@ extension Hwloc {
         return hwloc_set_cpubind(topology, cpuset, flags) == 0 ? 0 : errno
     }
 
+    /// Binds the calling thread's future memory allocations to the NUMA nodes of `cpuset`
+    /// (`hwloc_set_membind`, `HWLOC_MEMBIND_BIND`, `HWLOC_MEMBIND_THREAD`).
+    ///
+    /// - Returns: 0 on success, else errno.
+    static func bindThisThreadMemory(_ topology: OpaquePointer, to cpuset: OpaquePointer) -> Int32 {
+        let flags = Int32(bitPattern: HWLOC_MEMBIND_THREAD.rawValue)
+        return hwloc_set_membind(topology, cpuset, HWLOC_MEMBIND_BIND, flags) == 0 ? 0 : errno
+    }
+
     /// Reads the calling thread's binding (`HWLOC_CPUBIND_THREAD`).
     ///
     /// - Parameter topology: a loaded topology.

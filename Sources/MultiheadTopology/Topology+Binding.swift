@@ -54,6 +54,25 @@ extension Topology {
         return .bound
     }
 
+    /// Binds the memory the calling thread allocates and first touches from now on to the NUMA
+    /// nodes of `cpuset`, so that a worker's scratch lands on its own node whoever frees it.
+    ///
+    /// - Parameter cpuset: the PUs whose nodes take the memory; not empty, inside `cpuset`.
+    /// - Returns: `.bound`, or `.unsupported(reason:)` when this topology cannot bind memory.
+    /// - Throws: `TopologyError.emptyCPUSet`, `.cpuSetOutsideTopology`, or `.bindingFailed`.
+    public func bindCurrentThreadMemory(to cpuset: CPUSet) throws -> BindResult {
+        guard !cpuset.isEmpty else { throw TopologyError.emptyCPUSet }
+        guard cpuset.isSubset(of: self.cpuset) else {
+            throw TopologyError.cpuSetOutsideTopology(requested: cpuset.description, available: self.cpuset.description)
+        }
+        guard memoryBindingSupported else {
+            return .unsupported(reason: "this topology cannot bind memory (\(source))")
+        }
+        let code = Hwloc.bindThisThreadMemory(handle, to: cpuset.bitmap)
+        guard code == 0 else { throw TopologyError.bindingFailed(cpuset: cpuset.description, errno: code) }
+        return .bound
+    }
+
     /// Binds the calling thread to the PUs of one NUMA node.
     ///
     /// - Parameter node: a node of this topology.
