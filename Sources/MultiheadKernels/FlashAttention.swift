@@ -8,7 +8,7 @@ public enum FlashAttention {
     /// Query rows per tile.
     public static let blockQueries = 64
     /// Keys per streamed block.
-    public static let blockKeys = 128
+    public static let blockKeys = 256
 
     /// Per-worker scratch: one score tile and the GEMM packing buffers.
     public final class Workspace: @unchecked Sendable {
