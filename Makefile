@@ -8,6 +8,7 @@ LIB := $(BUILD)/lib/libmultihead.so
 # libmultihead.so carries the Swift runtime, so it loads where no Swift toolchain is installed.
 LIB_FLAGS := -c release --product multihead -Xswiftc -static-stdlib --scratch-path .build-lib
 
+.PHONY: test-sanitizers test-valgrind fuzz
 .PHONY: all lib cli demo demo-seed test test-swift test-c test-python examples test-install install bench clean
 
 all: lib cli
@@ -37,7 +38,7 @@ demo: lib
 demo-seed: cli
 	.build/release/multihead-cli demo
 
-test: test-swift test-c test-python examples test-install
+test: test-swift test-c test-python examples test-install test-sanitizers test-valgrind
 
 test-swift:
 	$(SWIFT) test
@@ -61,6 +62,23 @@ test-install: lib
 	$(CC) examples/c/seed_examples.c $$(PKG_CONFIG_PATH=$(CURDIR)/$(BUILD)/prefix/lib/pkgconfig pkg-config --cflags --libs multihead) -o $(BUILD)/prefix/seed_examples
 	$(BUILD)/prefix/seed_examples > /dev/null && echo "test-install: pkg-config build of examples/c/seed_examples.c ran"
 
+# The Swift suite under AddressSanitizer (with LeakSanitizer) and ThreadSanitizer (~2.5 min).
+test-sanitizers:
+	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/sanitizers/lsan.supp $(SWIFT) test --sanitize=address --scratch-path .build-asan
+	TSAN_OPTIONS=suppressions=$(CURDIR)/tests/sanitizers/tsan.supp $(SWIFT) test --sanitize=thread --scratch-path .build-tsan
+
+# valgrind 3.19 reads neither DWARF 5 nor AVX-512: a stripped copy of the library, AVX2 kernels.
+test-valgrind: lib
+	$(MAKE) -C examples/c LIB_DIR=$(CURDIR)/$(BUILD)/lib INCLUDE_DIR=$(CURDIR)/include all
+	mkdir -p $(BUILD)/valgrind && strip --strip-debug -o $(BUILD)/valgrind/libmultihead.so $(LIB)
+	MULTIHEAD_ISA=avx2 LD_LIBRARY_PATH=$(CURDIR)/$(BUILD)/valgrind valgrind --leak-check=full --error-exitcode=1 \
+		--suppressions=tests/sanitizers/valgrind.supp $(BUILD)/examples-c/seed_examples Tests/MultiheadTests/Fixtures/seed
+
+# libFuzzer over the safetensors parser and the C ABI's forward (not part of `make test`).
+FUZZ_SECONDS ?= 60
+fuzz:
+	tests/fuzz/run.sh $(FUZZ_SECONDS)
+
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
 	install -m 644 $(LIB) $(DESTDIR)$(PREFIX)/lib/libmultihead.so
@@ -68,4 +86,4 @@ install: lib
 	sed -e 's|@PREFIX@|$(PREFIX)|' multihead.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/multihead.pc
 
 clean:
-	rm -rf $(BUILD) .build .build-lib
+	rm -rf $(BUILD) .build .build-lib .build-asan .build-tsan tests/fuzz/.build tests/fuzz/.work

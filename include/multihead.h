@@ -189,7 +189,8 @@ void mh_mha_config_init(mh_mha_config *config);
 /* Creates a module with PyTorch-style initial parameters. engine may be NULL (a shared
  * default engine, one thread per core); the engine must outlive the module.
  * Statuses: MH_OK, MH_ERR_INVALID_ARGUMENT (NULL config/out, bad struct_size, sizes PyTorch
- * rejects such as embed_dim not divisible by num_heads), MH_ERR_OUT_OF_MEMORY. */
+ * rejects such as embed_dim not divisible by num_heads), MH_ERR_OUT_OF_MEMORY (parameters larger
+ * than the machine's memory). */
 mh_status mh_mha_create(mh_engine *engine, const mh_mha_config *config, mh_mha **out);
 
 /* Frees a module. NULL is a no-op. */
@@ -253,7 +254,8 @@ mh_status mh_mha_output_shapes(const mh_mha *mha, const mh_tensor *query, const 
  * options may be NULL (defaults). A query row whose keys are all masked gets zero attention
  * (output row = out_proj.bias, weights 0), never NaN.
  * Statuses: MH_OK, MH_ERR_INVALID_ARGUMENT (NULL pointer, bad handle or struct_size),
- * MH_ERR_SHAPE (rank, shape, dtype), MH_ERR_OUT_OF_MEMORY (sizes that overflow). */
+ * MH_ERR_SHAPE (rank, shape, dtype; outputs that overlap themselves or each other),
+ * MH_ERR_OUT_OF_MEMORY (sizes that overflow, or scratch larger than the machine's memory). */
 mh_status mh_mha_forward(const mh_mha *mha, const mh_tensor *query, const mh_tensor *key,
                          const mh_tensor *value, const mh_tensor *key_padding_mask,
                          const mh_tensor *attn_mask, const mh_forward_options *options,

@@ -19,7 +19,7 @@ extension Engine {
     private func makeWorkspaces() -> [FlashAttention.Workspace] {
         let made = UnsafeMutableBufferPointer<FlashAttention.Workspace?>.allocate(capacity: threadCount)
         made.initialize(repeating: nil)
-        defer { made.deallocate() }
+        defer { _ = made.deinitialize(); made.deallocate() }
         let cacheSizes = self.cacheSizes
         executor.forEachWorker { worker in
             made[worker] = FlashAttention.Workspace(cacheSizes: cacheSizes)

@@ -87,6 +87,11 @@ extension MultiheadAttention {
                         isCausal: Bool = false) throws -> (output: Tensor<Float>, weights: Tensor<Float>?) {
         let options = ForwardOptions(needWeights: needWeights, averageAttnWeights: averageAttnWeights, isCausal: isCausal)
         let shapes = try outputShapes(query: query.shape, key: key.shape, value: value.shape, options: options)
+        // The results are allocated here: refuse what cannot fit rather than trap in the allocator.
+        try checkMemory(floats: shapes.output.reduce(1, *), "an output of shape \(shapes.output)")
+        if let weightsShape = shapes.weights {
+            try checkMemory(floats: weightsShape.reduce(1, *), "attention weights of shape \(weightsShape) (need_weights)")
+        }
         var output = [Float](repeating: 0, count: shapes.output.reduce(1, *))
         var weights = [Float](repeating: 0, count: shapes.weights?.reduce(1, *) ?? 0)
         try query.withView { q in

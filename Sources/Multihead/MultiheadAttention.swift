@@ -87,7 +87,7 @@ func checkMemory(floats: Int, copies: Int = 1, _ what: @autoclosure () -> String
     let (bytes, overflowB) = elements.multipliedReportingOverflow(by: MemoryLayout<Float>.size)
     guard !overflowE, !overflowB, bytes <= physicalMemoryBytes else {
         let size = overflowE || overflowB ? "more than \(Int.max) bytes" : "\(bytes) bytes"
-        throw MultiheadError.outOfMemory("\(what()) need \(size), more than this machine's memory (\(physicalMemoryBytes) bytes)")
+        throw MultiheadError.outOfMemory("\(what()): \(size) needed, more than this machine's memory (\(physicalMemoryBytes) bytes)")
     }
 }
 

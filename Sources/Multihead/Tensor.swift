@@ -45,6 +45,7 @@ extension Tensor where Scalar == Float {
     /// A tensor of zeros.
     public init(zeros shape: [Int]) throws {
         let count = try checkedProduct(shape, "tensor")
+        try checkMemory(floats: count, "a tensor of shape \(shape)")
         try self.init(shape: shape, scalars: [Float](repeating: 0, count: count))
     }
 
@@ -52,6 +53,7 @@ extension Tensor where Scalar == Float {
     public init(randomNormal shape: [Int], seed: UInt64) throws {
         var rng = SeededGenerator(seed: seed)
         let count = try checkedProduct(shape, "tensor")
+        try checkMemory(floats: count, "a tensor of shape \(shape)")
         try self.init(shape: shape, scalars: (0..<count).map { _ in rng.nextNormal() })
     }
 }

@@ -56,6 +56,15 @@ final class HardeningTests: XCTestCase {
         }
     }
 
+    func testResultsLargerThanMemoryAreOutOfMemory() throws {
+        // The Swift API allocates the results: 2^40 weights (4 TiB) used to trap in the allocator.
+        let m = try MultiheadAttention(embedDim: 1, numHeads: 1)
+        let x = try Tensor<Float>(zeros: [1 << 20, 1])  // unbatched (L, E)
+        assertThrows(try m(x, x, x), isOutOfMemory, ["attention weights", "[1048576, 1048576]", "memory"])
+        assertThrows(try Tensor<Float>(zeros: [1 << 20, 1 << 20]), isOutOfMemory, ["tensor of shape [1048576, 1048576]"])
+        assertThrows(try Tensor<Float>(randomNormal: [1 << 21, 1 << 20], seed: 1), isOutOfMemory, ["tensor"])
+    }
+
     func testEmptyQueriesWithAHugeBatchReturnAtOnce() throws {
         // L = 0 and S = 0 with N = 2^40: the output has no elements; this used to loop over N.
         let m = try MultiheadAttention(embedDim: 4, numHeads: 1)
@@ -211,6 +220,19 @@ final class HardeningTests: XCTestCase {
                         data: [0, 0, 128, 63, 0, 0, 0, 64, 64, 64])
         XCTAssertNoThrow(try SafetensorsFile(data: good))
         for cut in 0..<good.count { XCTAssertThrowsError(try SafetensorsFile(data: good.prefix(cut)), "prefix of \(cut) bytes") }
+    }
+
+    func testEmptyAndDirectoryPathsAreErrors() throws {
+        // An empty file is a format error. Reading one through Foundation leaked 4 KiB (valgrind);
+        // under `swift test --sanitize=address` LeakSanitizer would report a regression.
+        let empty = FileManager.default.temporaryDirectory.appendingPathComponent("mh-empty-\(getpid()).safetensors").path
+        XCTAssert(FileManager.default.createFile(atPath: empty, contents: Data()))
+        defer { try? FileManager.default.removeItem(atPath: empty) }
+        for _ in 0..<3 {
+            assertThrows(try SafetensorsFile(path: empty), isFormat, ["0 bytes", empty])
+        }
+        assertThrows(try SafetensorsFile(path: FileManager.default.temporaryDirectory.path), { if case .io = $0 { return true }; return false },
+                     ["cannot read"])
     }
 
     // MARK: Concurrency (exercised under ThreadSanitizer by `swift test --sanitize=thread`)

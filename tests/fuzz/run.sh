@@ -43,7 +43,7 @@ for target in "${targets[@]}"; do
     grep -E "stat::number_of_executed_units|stat::peak_rss_mb" "$log" | sed "s/^/   /"
     grep -E "^#[0-9]+ +DONE" "$log" | tail -1 | sed "s/^/   /" || true
     if [ "${FUZZ_MERGE:-0}" = 1 ] && [ $status = 0 ]; then
-        ".build/release/$target" -merge=1 "${extra[@]}" "corpus/$name" ".work/corpus/$name" >>"$log" 2>&1
+        ".build/release/$target" -set_cover_merge=1 "${extra[@]}" "corpus/$name" ".work/corpus/$name" >>"$log" 2>&1
         echo "   merged into tests/fuzz/corpus/$name: $(ls "corpus/$name" | wc -l) files"
     fi
 done
