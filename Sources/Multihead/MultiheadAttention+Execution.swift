@@ -48,11 +48,11 @@ extension MultiheadAttention {
 
             // 2. Attention, one (batch, head, query block) tile each.
             let blocks = (L + FlashAttention.blockQueries - 1) / FlashAttention.blockQueries
-            // With several query blocks (or a second pass for the weights), pack each head's keys
+            // With several query blocks, pack each head's keys
             // and values once instead of once per query block.
             let problems = UnsafeMutableBufferPointer<AttentionProblem>.allocate(capacity: N * H)
             defer { problems.deallocate() }
-            let prepack = L > FlashAttention.blockQueries || weights != nil
+            let prepack = L > FlashAttention.blockQueries
             executor.run(TileSpace(batches: N, tilesPerBatch: H), parallel: parallel && prepack) { nh, _ in
                 let (n, h) = nh.quotientAndRemainder(dividingBy: H)
                 let b = buffers
