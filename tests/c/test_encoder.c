@@ -22,44 +22,11 @@
 #include <string.h>
 
 #include "multihead.h"
+#include "check.h"
 
-static int passed, failed;
 
-#define CHECK(cond, ...)                                                                  \
-    do {                                                                                  \
-        if (cond) {                                                                       \
-            passed++;                                                                     \
-        } else {                                                                          \
-            failed++;                                                                     \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);               \
-            fprintf(stderr, __VA_ARGS__);                                                 \
-            fputc('\n', stderr);                                                          \
-        }                                                                                 \
-    } while (0)
 
-#define EXPECT_STATUS(call, expected, word) expect_status((call), (expected), (word), #call, __LINE__)
-#define OK(call) EXPECT_STATUS(call, MH_OK, NULL)
 
-static void expect_status(mh_status got, mh_status expected, const char *word, const char *text, int line) {
-    if (got != expected) {
-        failed++;
-        fprintf(stderr, "FAIL line %d: %s returned %s, expected %s; message: %s\n", line, text, mh_status_string(got),
-                mh_status_string(expected), mh_last_error_message());
-        return;
-    }
-    passed++;
-    if (expected == MH_OK) return;
-    const char *message = mh_last_error_message();
-    if (message == NULL || message[0] == '\0') {
-        failed++;
-        fprintf(stderr, "FAIL line %d: %s: empty error message\n", line, text);
-    } else if (word != NULL && strstr(message, word) == NULL) {
-        failed++;
-        fprintf(stderr, "FAIL line %d: %s: message \"%s\" does not name \"%s\"\n", line, text, message, word);
-    } else {
-        passed++;
-    }
-}
 
 static char fixtures[4096];
 
@@ -165,12 +132,6 @@ static int config_is(const st_file *f, const char *key, const char *value) {
     return strncmp(at, expected, strlen(expected)) == 0;
 }
 
-static mh_tensor tensor(void *data, int32_t dtype, int32_t rank, const int64_t *shape) {
-    mh_tensor t;
-    mh_status s = mh_tensor_init_contiguous(&t, data, dtype, rank, shape);
-    if (s != MH_OK) fprintf(stderr, "mh_tensor_init_contiguous: %s\n", mh_last_error_message());
-    return t;
-}
 
 static int32_t dtype_of(const char *name) {
     if (strcmp(name, "F32") == 0) return MH_DTYPE_F32;

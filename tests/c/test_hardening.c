@@ -31,39 +31,13 @@
 #include <unistd.h>
 
 #include "multihead.h"
+#include "check.h"
 
-static int passed, failed, quick;
+static int quick;
 
-#define CHECK(cond, ...)                                                                  \
-    do {                                                                                  \
-        if (cond) {                                                                       \
-            passed++;                                                                     \
-        } else {                                                                          \
-            failed++;                                                                     \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);               \
-            fprintf(stderr, __VA_ARGS__);                                                 \
-            fputc('\n', stderr);                                                          \
-        }                                                                                 \
-    } while (0)
 
-/* The call returns `expected`; an error's message is non-empty and contains `word`. */
-#define EXPECT_STATUS(call, expected, word) expect_status((call), (expected), (word), #call, __LINE__)
 
-static void expect_status(mh_status got, mh_status expected, const char *word, const char *text, int line) {
-    const char *message = mh_last_error_message();
-    if (got != expected) {
-        failed++;
-        fprintf(stderr, "FAIL line %d: %s returned %s, expected %s; message: %s\n", line, text, mh_status_string(got),
-                mh_status_string(expected), message);
-    } else if (expected != MH_OK && (message[0] == '\0' || (word && !strstr(message, word)))) {
-        failed++;
-        fprintf(stderr, "FAIL line %d: %s: message \"%s\" does not name \"%s\"\n", line, text, message, word ? word : "");
-    } else {
-        passed++;
-    }
-}
 
-#define OK(call) EXPECT_STATUS(call, MH_OK, NULL)
 
 static double now(void) {
     struct timespec t;
@@ -96,15 +70,6 @@ static float *random_floats(int64_t count) {
     return out;
 }
 
-static mh_tensor tensor(void *data, int32_t dtype, int32_t rank, const int64_t *shape) {
-    mh_tensor t;
-    memset(&t, 0, sizeof t);
-    if (mh_tensor_init_contiguous(&t, data, dtype, rank, shape) != MH_OK) {
-        fprintf(stderr, "mh_tensor_init_contiguous: %s\n", mh_last_error_message());
-        exit(2);
-    }
-    return t;
-}
 
 static mh_tensor tensor3(float *data, int64_t a, int64_t b, int64_t c) {
     int64_t shape[3] = {a, b, c};
