@@ -23,7 +23,7 @@ static int passed, failed;
 #define EXPECT_STATUS(call, expected, word) expect_status((call), (expected), (word), #call, __LINE__)
 #define OK(call) EXPECT_STATUS(call, MH_OK, NULL)
 
-static void expect_status(mh_status got, mh_status expected, const char *word, const char *text, int line) {
+static inline void expect_status(mh_status got, mh_status expected, const char *word, const char *text, int line) {
     if (got != expected) {
         failed++;
         fprintf(stderr, "FAIL line %d: %s returned %s (%d), expected %s; message: %s\n", line, text,
@@ -45,7 +45,7 @@ static void expect_status(mh_status got, mh_status expected, const char *word, c
 }
 
 /* A C-contiguous descriptor of `data`; exits when the library refuses it (a test bug). */
-static mh_tensor tensor(void *data, int32_t dtype, int32_t rank, const int64_t *shape) {
+static inline mh_tensor tensor(void *data, int32_t dtype, int32_t rank, const int64_t *shape) {
     mh_tensor t;
     memset(&t, 0, sizeof t);
     if (mh_tensor_init_contiguous(&t, data, dtype, rank, shape) != MH_OK) {
@@ -53,6 +53,65 @@ static mh_tensor tensor(void *data, int32_t dtype, int32_t rank, const int64_t *
         exit(2);
     }
     return t;
+}
+
+/* Runs one group of checks in a forked child, so that a crash (a trap in the library) counts as
+ * one failure and the other groups still run; MH_TEST_NO_FORK=1 runs it in this process. The
+ * parent adds the child's counts and prints one line per group. Needs <unistd.h>, <signal.h>
+ * and <sys/wait.h> (included below) and _POSIX_C_SOURCE >= 200809L. */
+#include <signal.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static inline void run_group(const char *name, void (*group)(void)) {
+    const char *no_fork = getenv("MH_TEST_NO_FORK");
+    if (no_fork && no_fork[0] == '1') {
+        group();
+        return;
+    }
+    fflush(stdout);
+    fflush(stderr);
+    int fds[2];
+    if (pipe(fds) != 0) {
+        perror("pipe");
+        exit(2);
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        exit(2);
+    }
+    if (pid == 0) {
+        close(fds[0]);
+        alarm(600);
+        passed = failed = 0;
+        group();
+        int counts[2] = {passed, failed};
+        fflush(stdout);
+        fflush(stderr);
+        if (write(fds[1], counts, sizeof counts) != (ssize_t)sizeof counts) _exit(3);
+        _exit(0);
+    }
+    close(fds[1]);
+    int counts[2] = {0, 0};
+    ssize_t got = read(fds[0], counts, sizeof counts);
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (got == (ssize_t)sizeof counts && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        passed += counts[0];
+        failed += counts[1];
+        printf("%-36s %d passed, %d failed\n", name, counts[0], counts[1]);
+    } else {
+        failed++;
+        if (WIFSIGNALED(status))
+            fprintf(stderr, "FAIL %s: the process died of signal %d (%s): a trap in the library\n", name,
+                    WTERMSIG(status), strsignal(WTERMSIG(status)));
+        else
+            fprintf(stderr, "FAIL %s: the process exited with status %d\n", name, WEXITSTATUS(status));
+        printf("%-36s CRASHED\n", name);
+    }
 }
 
 #endif

@@ -742,49 +742,6 @@ static void test_memory_is_flat(void) {
 
 /* ------------------------------------------------------------------------------------------ */
 
-static void run_group(const char *name, void (*group)(void)) {
-    fflush(stdout);
-    fflush(stderr);
-    int fds[2];
-    if (pipe(fds) != 0) {
-        perror("pipe");
-        exit(2);
-    }
-    pid_t pid = fork();
-    if (pid < 0) {
-        perror("fork");
-        exit(2);
-    }
-    if (pid == 0) {
-        close(fds[0]);
-        alarm(600);
-        passed = failed = 0;
-        group();
-        int counts[2] = {passed, failed};
-        fflush(stdout);
-        fflush(stderr);
-        if (write(fds[1], counts, sizeof counts) != (ssize_t)sizeof counts) _exit(3);
-        _exit(0);
-    }
-    close(fds[1]);
-    int counts[2] = {0, 0};
-    ssize_t got = read(fds[0], counts, sizeof counts);
-    close(fds[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    if (got == (ssize_t)sizeof counts && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-        passed += counts[0];
-        failed += counts[1];
-        printf("%-36s %d passed, %d failed\n", name, counts[0], counts[1]);
-    } else {
-        failed++;
-        if (WIFSIGNALED(status))
-            fprintf(stderr, "FAIL %s: the process died of signal %d: a trap or a timeout\n", name, WTERMSIG(status));
-        else
-            fprintf(stderr, "FAIL %s: the process exited with status %d\n", name, WEXITSTATUS(status));
-        printf("%-36s CRASHED\n", name);
-    }
-}
 
 int main(int argc, char **argv) {
     quick = argc > 1 && strcmp(argv[1], "--quick") == 0;

@@ -1007,55 +1007,6 @@ static void test_concurrency(void) {
  * process: a Swift runtime error cannot be caught) is reported as a failure of that group and
  * the other groups still run. The parent never calls the library itself, so no child inherits
  * its worker threads' state. MH_TEST_NO_FORK=1 runs everything in one process (for debuggers). */
-static void run_group(const char *name, void (*group)(void)) {
-    const char *no_fork = getenv("MH_TEST_NO_FORK");
-    if (no_fork && no_fork[0] == '1') {
-        group();
-        return;
-    }
-    fflush(stdout);
-    fflush(stderr);
-    int fds[2];
-    if (pipe(fds) != 0) {
-        perror("pipe");
-        exit(2);
-    }
-    pid_t pid = fork();
-    if (pid < 0) {
-        perror("fork");
-        exit(2);
-    }
-    if (pid == 0) {
-        close(fds[0]);
-        alarm(300);
-        passed = failed = 0;
-        group();
-        int counts[2] = {passed, failed};
-        fflush(stdout);
-        fflush(stderr);
-        if (write(fds[1], counts, sizeof counts) != (ssize_t)sizeof counts) _exit(3);
-        _exit(0);
-    }
-    close(fds[1]);
-    int counts[2] = {0, 0};
-    ssize_t got = read(fds[0], counts, sizeof counts);
-    close(fds[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    if (got == (ssize_t)sizeof counts && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-        passed += counts[0];
-        failed += counts[1];
-        printf("%-32s %d passed, %d failed\n", name, counts[0], counts[1]);
-    } else {
-        failed++;
-        if (WIFSIGNALED(status))
-            fprintf(stderr, "FAIL %s: the process died of signal %d (%s): a trap in the library\n", name,
-                    WTERMSIG(status), strsignal(WTERMSIG(status)));
-        else
-            fprintf(stderr, "FAIL %s: the process exited with status %d\n", name, WEXITSTATUS(status));
-        printf("%-32s CRASHED\n", name);
-    }
-}
 
 static const char *example1_path;
 static char example2_path[4096];
