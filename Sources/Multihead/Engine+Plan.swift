@@ -75,8 +75,9 @@ extension PlanShape {
         let projections: [(String, Int)] = S == L ? [("qkv", blocks(L, rowBlock))]
             : [("q", blocks(L, rowBlock)), ("k", blocks(S, rowBlock)), ("v", blocks(S, rowBlock))]
         let queryBlocks = blocks(L, FlashAttention.blockQueries)
-        let prepack = L > FlashAttention.blockQueries || needWeights
-        var output: [(String, TileSpace.Segment)] = [("columns", .init(batches: N, tilesPerBatch: blocks(E, MultiheadAttention.outputColumnBlock)))]
+        let prepack = L > FlashAttention.blockQueries
+        let outputBlocks = MultiheadAttention.outputBlocks(L: L, E: E)
+        var output: [(String, TileSpace.Segment)] = [("rows x columns", .init(batches: N, tilesPerBatch: outputBlocks.rows * outputBlocks.columns))]
         if needWeights { output.append(("weights", .init(batches: N, tilesPerBatch: queryBlocks))) }
         return [
             AttentionPhase(name: "projections", segmentNames: projections.map(\.0),

@@ -3,8 +3,14 @@ import MultiheadKernels
 import MultiheadRuntime
 
 extension MultiheadAttention {
-    /// Output-projection columns per tile.
-    static let outputColumnBlock = 64
+    /// Output-projection columns per tile: wide, so the attended rows are packed few times;
+    /// rows per tile are `ProjectionJob.rowBlock`.
+    static let outputColumnBlock = 256
+
+    /// Output-projection tiles per batch: row blocks x column blocks.
+    static func outputBlocks(L: Int, E: Int) -> (rows: Int, columns: Int) {
+        ((L + ProjectionJob.rowBlock - 1) / ProjectionJob.rowBlock, (E + outputColumnBlock - 1) / outputColumnBlock)
+    }
     /// Multiply-adds below which a call runs on the calling thread alone.
     static let parallelWorkThreshold = 1 << 20
 
@@ -78,21 +84,25 @@ extension MultiheadAttention {
                                       workspace: workspaces[worker])
             }
 
-            // 3. Output projection (batch, column block) tiles, and weights (batch, query block) tiles.
-            let columnBlocks = (E + Self.outputColumnBlock - 1) / Self.outputColumnBlock
-            let projectionTiles = N * columnBlocks
-            let outputSpace = TileSpace(segments: [.init(batches: N, tilesPerBatch: columnBlocks)]
+            // 3. Output projection (batch, row block, column block) tiles, and weights (batch, query
+            //    block) tiles.
+            let (rowBlocks, columnBlocks) = Self.outputBlocks(L: L, E: E)
+            let projectionTiles = N * rowBlocks * columnBlocks
+            let outputSpace = TileSpace(segments: [.init(batches: N, tilesPerBatch: rowBlocks * columnBlocks)]
                 + (weights == nil ? [] : [.init(batches: N, tilesPerBatch: blocks)]))
             executor.run(outputSpace, parallel: parallel) { tile, worker in
                 let workspace = workspaces[worker]
                 let local = packed.local(worker: worker)
                 if tile < projectionTiles {
-                    let (n, block) = tile.quotientAndRemainder(dividingBy: columnBlocks)
+                    let (n, rest) = tile.quotientAndRemainder(dividingBy: rowBlocks * columnBlocks)
+                    let (rowBlock, block) = rest.quotientAndRemainder(dividingBy: columnBlocks)
+                    let rows = rowBlock * ProjectionJob.rowBlock ..< min((rowBlock + 1) * ProjectionJob.rowBlock, L)
                     let columns = block * Self.outputColumnBlock ..< min((block + 1) * Self.outputColumnBlock, E)
-                    let a = MatrixView(base: attended + n * L * E, rows: L, cols: E, rowStride: E)
+                    let a = MatrixView(base: attended + (n * L + rows.lowerBound) * E, rows: rows.count, cols: E, rowStride: E)
                     let (batchStride, rowStride, colStride) = Self.outputStrides(output, plan: plan, batchFirst: c.batchFirst)
-                    let out = MutableMatrixView(base: output.base + n * batchStride + columns.lowerBound * colStride,
-                                                rows: L, cols: columns.count, rowStride: rowStride, colStride: colStride)
+                    let out = MutableMatrixView(
+                        base: output.base + n * batchStride + rows.lowerBound * rowStride + columns.lowerBound * colStride,
+                        rows: rows.count, cols: columns.count, rowStride: rowStride, colStride: colStride)
                     if let bias = local.outputBias {
                         bias.withUnsafeBufferPointer {
                             GEMM.multiply(a, local.output, columns: columns, bias: $0.baseAddress!, into: out, workspace: workspace.gemm)
