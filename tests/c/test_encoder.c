@@ -33,41 +33,7 @@ static char fixtures[4096];
 /* ------------------------------------------------------------------------------------------ */
 /* A tiny safetensors reader: raw tensors by name, and numbers from the metadata's config     */
 
-typedef struct {
-    unsigned char *bytes;
-    size_t size;
-    char *header;
-    size_t data_start;
-} st_file;
-
-static int st_open(st_file *f, const char *path) {
-    memset(f, 0, sizeof *f);
-    FILE *file = fopen(path, "rb");
-    if (!file) return -1;
-    fseek(file, 0, SEEK_END);
-    long size = ftell(file);
-    fseek(file, 0, SEEK_SET);
-    if (size < 8) { fclose(file); return -1; }
-    f->bytes = malloc((size_t)size);
-    f->size = (size_t)size;
-    size_t got = fread(f->bytes, 1, f->size, file);
-    fclose(file);
-    if (got != f->size) return -1;
-    uint64_t n = 0;
-    for (int i = 7; i >= 0; i--) n = (n << 8) | f->bytes[i];
-    if (n > f->size - 8) return -1;
-    f->header = malloc(n + 1);
-    memcpy(f->header, f->bytes + 8, n);
-    f->header[n] = '\0';
-    f->data_start = 8 + n;
-    return 0;
-}
-
-static void st_close(st_file *f) {
-    free(f->bytes);
-    free(f->header);
-    memset(f, 0, sizeof *f);
-}
+#include "safetensors_reader.h"
 
 /* Tensor `name`: a malloc'd copy of its bytes, its dtype ("F32", "BOOL", "I64") and shape; NULL
  * when absent. */
