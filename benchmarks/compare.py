@@ -749,7 +749,7 @@ def plot(results: List[WorkloadResult], path: Path, threads: int) -> str:
 # ---------------------------------------------------------------------------------------------
 # Section: memory (peak RSS of a fresh process per run)
 
-MEMORY_E, MEMORY_H = 512, 8
+MEMORY_E, MEMORY_H = 1024, 16  # the shape: E=1024, H=16
 
 
 def _vm(field_name: str) -> int:
@@ -859,23 +859,27 @@ def run_memory(args, torch) -> str:
             found[peer] = rss
             base = None if peer.endswith("baseline") else found.get(f"{peer}-baseline")
             delta = rss - base if base is not None else float("nan")
+            output_mib = L * MEMORY_E * 4 / 2**20
+            extra = own - output_mib
             rows.append([str(L), peer, f"{rss:.0f}" if math.isfinite(rss) else "-",
                          f"{delta:+.0f}" if math.isfinite(delta) else "",
                          f"{own:.0f}" if math.isfinite(own) else "",
+                         f"{extra:.0f}" if math.isfinite(extra) and not peer.endswith("baseline") else "",
                          f"{seconds:.2f}" if seconds else "", err])
             print(f"   L={L:6d} {peer:20s} max RSS {rss:8.0f} MiB"
                   + (f"  ({delta:+.0f} over baseline)" if math.isfinite(delta) else "")
-                  + (f"  forward's own peak {own:.0f} MiB" if math.isfinite(own) else "")
+                  + (f"  forward's own peak {own:.0f} MiB ({extra:.0f} beyond the output)" if math.isfinite(own) else "")
                   + (f"  forward {seconds:.2f} s" if seconds else "") + (f"  ERROR {err}" if err else ""))
-    table = md_table(["L", "process", "max RSS MiB", "minus baseline", "forward's own peak MiB", "forward s",
-                      "error"], rows, "rlrrrrl")
+    table = md_table(["L", "process", "max RSS MiB", "minus baseline", "forward's own peak MiB",
+                      "beyond the output MiB", "forward s", "error"], rows, "rlrrrrrl")
     notes = ["max RSS: ru_maxrss of a fresh process (getrusage(RUSAGE_CHILDREN) in a bare launcher that "
              "runs only it). Baselines: the same process without module or forward: it imports the "
              "peer's library (multihead: numpy + the binding + an Engine; torch: import torch) and "
              "allocates the (L, 1, E) float32 input.",
              "minus baseline understates a peer whose import has a transient peak above its steady RSS "
              "(torch); forward's own peak does not: VmHWM during the forward (reset through "
-             "/proc/self/clear_refs just before it) minus VmRSS before it, outputs included.",
+             "/proc/self/clear_refs just before it) minus VmRSS before it, outputs included; beyond the "
+             "output: that minus the (L, 1, E) float32 output the call returns, i.e. the call's extra memory.",
              "For scale: the input is " + ", ".join(f"{L * MEMORY_E * 4 / 2**20:.0f} MiB at L={L}" for L in lengths)
              + "; Q, K, V and the output are as big each; one materialised H x L x L float32 score tensor "
              "would be " + ", ".join(f"{MEMORY_H * L * L * 4 / 2**20:.0f} MiB at L={L}" for L in lengths) + "."]

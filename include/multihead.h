@@ -119,6 +119,12 @@ typedef struct mh_engine_options {
     const char *topology_synthetic; /* NULL = this machine; else an hwloc synthetic topology to
                                        plan on, e.g. "package:2 numa:1 core:2 pu:1" (no binding) */
     const char *topology_xml;       /* NULL, or an hwloc XML file (lstopo out.xml) to plan on */
+    /* Added later; a struct_size of the layout without it (its offset) is still accepted. */
+    int64_t scratch_limit_bytes;    /* scratch one attention call may use (projected Q/K/V, attention
+                                       output, packed K/V) before it runs its heads in groups, each
+                                       group within the limit (one head at least): 0 = default
+                                       (64 MiB), -1 = never group, else > 0 bytes. Grouping splits
+                                       the output projection's sum by group (rounding only). */
 } mh_engine_options;
 
 /* Fills *options with the defaults. */

@@ -6,7 +6,8 @@ import MultiheadTopology
 ///
 /// JSON (`Engine.describeJSON`, `mh_engine_describe`, Python's `Engine.describe()`) has the keys
 /// `topology`, `numa_nodes` (a list), `threads`, `policy`, `cpuset`, `executor`,
-/// `mirror_weights`, `caller_participates`, `groups`, `notes` and `plan` (null without a shape).
+/// `mirror_weights`, `scratch_limit` (bytes; null: never groups heads), `caller_participates`,
+/// `groups`, `notes` and `plan` (null without a shape).
 public struct EngineDescription: Codable, Sendable {
     /// One worker group: a NUMA node's workers.
     public struct Group: Codable, Sendable {
@@ -67,6 +68,8 @@ public struct EngineDescription: Codable, Sendable {
     public var cpuset: String?
     public var executor: String
     public var mirrorWeights: Bool
+    /// `Engine.scratchLimit`; nil when unlimited.
+    public var scratchLimit: Int?
     public var callerParticipates: Bool
     public var groups: [Group]
     public var notes: [String]
@@ -74,6 +77,7 @@ public struct EngineDescription: Codable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case topology, numaNodes = "numa_nodes", threads, policy, cpuset, executor, mirrorWeights = "mirror_weights"
+        case scratchLimit = "scratch_limit"
         case callerParticipates = "caller_participates", groups, notes, plan
     }
 
@@ -87,6 +91,7 @@ public struct EngineDescription: Codable, Sendable {
         try c.encode(cpuset, forKey: .cpuset)
         try c.encode(executor, forKey: .executor)
         try c.encode(mirrorWeights, forKey: .mirrorWeights)
+        try c.encode(scratchLimit, forKey: .scratchLimit)
         try c.encode(callerParticipates, forKey: .callerParticipates)
         try c.encode(groups, forKey: .groups)
         try c.encode(notes, forKey: .notes)
@@ -110,7 +115,7 @@ extension Engine {
         return EngineDescription(
             topology: topology?.summary, numaNodes: topology?.summary.numaNodes ?? [], threads: threadCount,
             policy: policy.name, cpuset: cpuset, executor: executorKind.rawValue, mirrorWeights: mirrorsWeights,
-            callerParticipates: layout.callerParticipates, groups: groups, notes: notes,
+            scratchLimit: scratchLimit == Int.max ? nil : scratchLimit, callerParticipates: layout.callerParticipates, groups: groups, notes: notes,
             plan: shape.map { plan(for: $0) })
     }
 

@@ -87,6 +87,12 @@ extension Engine {
         /// XML topology plans for another machine (binding is then skipped, unless it was loaded
         /// with `isThisSystem: true`).
         public var topology: Topology?
+        /// Bytes of scratch (projected queries, keys and values, attention output, packed keys
+        /// and values) one attention call may use before it runs its heads in groups, each
+        /// group's scratch within the limit (one head at least): nil is
+        /// `Engine.defaultScratchLimit`, `Int.max` never groups. Grouping changes the rounding of
+        /// the output projection's sum (one sum per group, added in order), never the semantics.
+        public var scratchLimit: Int?
 
         /// - Parameters:
         ///   - threads: worker threads, 0 for one per core.
@@ -94,9 +100,11 @@ extension Engine {
         ///   - executor: the executor kind (default: `ExecutorKind.default`).
         ///   - mirrorWeights: nil for automatic.
         ///   - topology: nil for this machine.
+        ///   - scratchLimit: bytes, nil for the default (see `scratchLimit`).
         public init(threads: Int = 0, policy: Policy? = nil, executor: ExecutorKind = .default,
-                    mirrorWeights: Bool? = nil, topology: Topology? = nil) {
+                    mirrorWeights: Bool? = nil, topology: Topology? = nil, scratchLimit: Int? = nil) {
             self.threads = threads
+            self.scratchLimit = scratchLimit
             self.policy = policy
             self.executor = executor
             self.mirrorWeights = mirrorWeights

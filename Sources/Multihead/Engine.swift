@@ -17,6 +17,11 @@ public final class Engine: @unchecked Sendable {
     public let executorKind: ExecutorKind
     /// Whether modules keep a copy of their packed weights on every node.
     public let mirrorsWeights: Bool
+    /// Scratch bytes an attention call may use before running its heads in groups (`Options.scratchLimit`).
+    public let scratchLimit: Int
+    /// The default `scratchLimit`: 64 MiB, which long-2k (N=1, L=2048, E=1024: 48 MiB) fits and
+    /// L=16384 (384 MiB) does not.
+    public static let defaultScratchLimit = 64 << 20
     /// Why the placement is what it is, when that is not obvious (for `describe()`).
     public let notes: [String]
     /// The topology threads are placed on (this machine unless `Options.topology` was given);
@@ -38,6 +43,10 @@ public final class Engine: @unchecked Sendable {
     ///   `.outOfMemory` when a worker thread cannot start.
     public init(options: Options) throws {
         let topology = options.topology ?? Engine.machineTopology
+        if let limit = options.scratchLimit, limit <= 0 {
+            throw MultiheadError.invalidArgument("engine: scratch limit must be positive, got \(limit)")
+        }
+        scratchLimit = options.scratchLimit ?? Engine.defaultScratchLimit
         let placement = try Engine.placement(topology: topology, policy: options.policy, threads: options.threads)
         self.topology = topology
         executorKind = options.executor
@@ -102,6 +111,7 @@ public final class Engine: @unchecked Sendable {
         executorKind = .plain
         policy = .none
         mirrorsWeights = false
+        scratchLimit = Engine.defaultScratchLimit
         notes = ["the default engine could not start its workers: plain executor"]
         cacheSizes = Engine.machineCacheSizes
     }

@@ -15,8 +15,13 @@ extension MultiheadAttention {
     static let parallelWorkThreshold = 1 << 20
 
     /// Executes a checked plan: input projections into `ProjectionBuffers`, fused
-    /// attention per (batch, head, query block) into `[N, L, E]`, then the output projection and
+    /// attention per (batch, head, query block) into `[N, L, W]`, then the output projection and
     /// (when asked) the weights. Each output element is written by exactly one tile.
+    ///
+    /// Heads run in groups (`headGroups`): all of them at once unless that scratch would pass the
+    /// engine's `scratchLimit`. Each group projects, attends and then adds its share of the
+    /// output projection (`attended[:, group columns] * W^T[group rows, :]`); the first group
+    /// writes the output (with the bias), the others add to it, in a fixed order.
     ///
     /// Every phase is a batch-major `TileSpace`, so the node that owns a batch range runs all of
     /// its tiles: it first touches, and so places on its own memory, that range of the scratch
@@ -30,104 +35,137 @@ extension MultiheadAttention {
         // Below about a million multiply-adds, waking workers costs more than it saves.
         let work = N.multipliedReportingOverflow(by: L &* E &* (c.qdim + E) &+ S &* E &* (c.kdim + c.vdim) &+ 2 &* L &* keyCount &* E)
         let parallel = work.overflow || work.partialValue < 0 || work.partialValue >= Self.parallelWorkThreshold
-        let buffers = ProjectionBuffers(N: N, L: L, keyCount: keyCount, E: E,
+        let groupSize = headsPerGroup(plan)
+        let width = groupSize * D
+        let buffers = ProjectionBuffers(N: N, L: L, keyCount: keyCount, E: width,
                                         fused: plan.selfAttention && c.packedInputProjection)
-        let attended = UnsafeMutablePointer<Float>.allocate(capacity: max(N * L * E, 1))
+        let attended = UnsafeMutablePointer<Float>.allocate(capacity: max(N * L * width, 1))
         let statistics = weights == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: max(N * H * L * 2, 1))
         defer {
             buffers.deallocate(); attended.deallocate(); statistics?.deallocate()
         }
+        let blocks = (L + FlashAttention.blockQueries - 1) / FlashAttention.blockQueries
+        func queryBlock(_ b: Int) -> Range<Int> {
+            b * FlashAttention.blockQueries ..< min((b + 1) * FlashAttention.blockQueries, L)
+        }
+        let (rowBlocks, columnBlocks) = Self.outputBlocks(L: L, E: E)
+        let projectionTiles = N * rowBlocks * columnBlocks
+        let (batchStride, rowStride, colStride) = Self.outputStrides(output, plan: plan, batchFirst: c.batchFirst)
+        let problems = UnsafeMutableBufferPointer<AttentionProblem>.allocate(capacity: N * groupSize)
+        defer { problems.deallocate() }
+
         engine.withWorkspaces { workspaces in
-            // 1. Projections, one (job, batch, row block) tile each.
-            let jobsPerCopy = (0..<packed.copyCount).map { projectionJobs(plan, packed.copy($0), buffers) }
-            let jobs = jobsPerCopy[0]
-            let tilesPerJob = jobs.map { N * $0.blocksPerBatch }
-            let projectionSpace = TileSpace(segments: jobs.map { .init(batches: N, tilesPerBatch: $0.blocksPerBatch) })
-            executor.run(projectionSpace, parallel: parallel) { tile, worker in
-                var index = tile, j = 0
-                while index >= tilesPerJob[j] { index -= tilesPerJob[j]; j += 1 }
-                let (n, block) = index.quotientAndRemainder(dividingBy: jobs[j].blocksPerBatch)
-                jobsPerCopy[packed.copyIndex(worker: worker)][j].run(batch: n, block: block, bias: packed.inputBias,
-                                                                     workspace: workspaces[worker].gemm)
-            }
-            appendExtraKeys(plan, packed, buffers)
-
-            // 2. Attention, one (batch, head, query block) tile each.
-            let blocks = (L + FlashAttention.blockQueries - 1) / FlashAttention.blockQueries
-            // With several query blocks, pack each head's keys
-            // and values once instead of once per query block.
-            let problems = UnsafeMutableBufferPointer<AttentionProblem>.allocate(capacity: N * H)
-            defer { problems.deallocate() }
-            let prepack = L > FlashAttention.blockQueries
-            executor.run(TileSpace(batches: N, tilesPerBatch: H), parallel: parallel && prepack) { nh, _ in
-                let (n, h) = nh.quotientAndRemainder(dividingBy: H)
-                let b = buffers
-                var problem = AttentionProblem(
-                    q: b.q + n * b.qBatchStride + h * D, k: b.k + n * b.kBatchStride + h * D,
-                    v: b.v + n * b.vBatchStride + h * D, qRowStride: b.qRowStride, kRowStride: b.kRowStride,
-                    vRowStride: b.vRowStride, queryCount: L, keyCount: keyCount, headDim: D, maskedKeys: S,
-                    causal: plan.causal, attnMask: plan.attnMask?.kernelView(batch: n, head: h),
-                    paddingMask: plan.paddingMask?.kernelView(batch: n, head: 0))
-                if prepack { FlashAttention.packKeysAndValues(&problem, cacheSizes: engine.cacheSizes) }
-                (problems.baseAddress! + nh).initialize(to: problem)
-            }
-            defer { _ = problems.baseAddress!.deinitialize(count: N * H) }
-            func problem(_ n: Int, _ h: Int) -> AttentionProblem { problems[n * H + h] }
-            func queryBlock(_ b: Int) -> Range<Int> {
-                b * FlashAttention.blockQueries ..< min((b + 1) * FlashAttention.blockQueries, L)
-            }
-            executor.run(TileSpace(batches: N, tilesPerBatch: H * blocks), parallel: parallel) { tile, worker in
-                let (nh, block) = tile.quotientAndRemainder(dividingBy: blocks)
-                let (n, h) = nh.quotientAndRemainder(dividingBy: H)
-                FlashAttention.attend(problem(n, h), queries: queryBlock(block), output: attended + n * L * E + h * D,
-                                      outputRowStride: E, statistics: statistics.map { $0 + nh * L * 2 },
-                                      workspace: workspaces[worker])
-            }
-
-            // 3. Output projection (batch, row block, column block) tiles, and weights (batch, query
-            //    block) tiles.
-            let (rowBlocks, columnBlocks) = Self.outputBlocks(L: L, E: E)
-            let projectionTiles = N * rowBlocks * columnBlocks
-            let outputSpace = TileSpace(segments: [.init(batches: N, tilesPerBatch: rowBlocks * columnBlocks)]
-                + (weights == nil ? [] : [.init(batches: N, tilesPerBatch: blocks)]))
-            executor.run(outputSpace, parallel: parallel) { tile, worker in
-                let workspace = workspaces[worker]
-                let local = packed.local(worker: worker)
-                if tile < projectionTiles {
-                    let (n, rest) = tile.quotientAndRemainder(dividingBy: rowBlocks * columnBlocks)
-                    let (rowBlock, block) = rest.quotientAndRemainder(dividingBy: columnBlocks)
-                    let rows = rowBlock * ProjectionJob.rowBlock ..< min((rowBlock + 1) * ProjectionJob.rowBlock, L)
-                    let columns = block * Self.outputColumnBlock ..< min((block + 1) * Self.outputColumnBlock, E)
-                    let a = MatrixView(base: attended + (n * L + rows.lowerBound) * E, rows: rows.count, cols: E, rowStride: E)
-                    let (batchStride, rowStride, colStride) = Self.outputStrides(output, plan: plan, batchFirst: c.batchFirst)
-                    let out = MutableMatrixView(
-                        base: output.base + n * batchStride + rows.lowerBound * rowStride + columns.lowerBound * colStride,
-                        rows: rows.count, cols: columns.count, rowStride: rowStride, colStride: colStride)
-                    if let bias = local.outputBias {
-                        bias.withUnsafeBufferPointer {
-                            GEMM.multiply(a, local.output, columns: columns, bias: $0.baseAddress!, into: out, workspace: workspace.gemm)
-                        }
-                    } else {
-                        GEMM.multiply(a, local.output, columns: columns, into: out, workspace: workspace.gemm)
-                    }
-                    return
+            for h0 in stride(from: 0, to: H, by: groupSize) {
+                let heads = h0 ..< min(h0 + groupSize, H)
+                let columns = h0 * D ..< heads.upperBound * D
+                let G = heads.count
+                // The output weight rows of this group: the packed `W^T` itself when the group is
+                // every head, else those rows packed for this call.
+                let outputSlice: PackedMatrix? = G == H ? nil : packed.outputWeight.withUnsafeBufferPointer {
+                    PackedMatrix(MatrixView(base: $0.baseAddress! + columns.lowerBound, rows: columns.count, cols: E,
+                                            rowStride: 1, colStride: E), cacheSizes: engine.cacheSizes)
                 }
-                guard let weights, let statistics else { return }
-                let (n, block) = (tile - projectionTiles).quotientAndRemainder(dividingBy: blocks)
-                let r = weights.strides.count
-                let batchOffset = plan.batched ? n * weights.strides[0] : 0
-                for h in 0..<H {
-                    let headOffset = averageWeights(weights, plan) ? 0 : h * weights.strides[r - 3]
-                    let view = MutableMatrixView(base: weights.base + batchOffset + headOffset, rows: L, cols: keyCount,
-                                                 rowStride: weights.strides[r - 2], colStride: weights.strides[r - 1])
+
+                // 1. Projections, one (job, batch, row block) tile each.
+                let jobsPerCopy = (0..<packed.copyCount).map { projectionJobs(plan, packed.copy($0), buffers, columns: columns) }
+                let jobs = jobsPerCopy[0]
+                let tilesPerJob = jobs.map { N * $0.blocksPerBatch }
+                let projectionSpace = TileSpace(segments: jobs.map { .init(batches: N, tilesPerBatch: $0.blocksPerBatch) })
+                executor.run(projectionSpace, parallel: parallel) { tile, worker in
+                    var index = tile, j = 0
+                    while index >= tilesPerJob[j] { index -= tilesPerJob[j]; j += 1 }
+                    let (n, block) = index.quotientAndRemainder(dividingBy: jobs[j].blocksPerBatch)
+                    jobsPerCopy[packed.copyIndex(worker: worker)][j].run(batch: n, block: block, bias: packed.inputBias,
+                                                                         workspace: workspaces[worker].gemm)
+                }
+                appendExtraKeys(plan, packed, buffers, columns: columns)
+
+                // 2. Attention, one (batch, head, query block) tile each. With several query
+                //    blocks, pack each head's keys and values once instead of once per query block.
+                let prepack = L > FlashAttention.blockQueries
+                executor.run(TileSpace(batches: N, tilesPerBatch: G), parallel: parallel && prepack) { ng, _ in
+                    let (n, g) = ng.quotientAndRemainder(dividingBy: G)
+                    let b = buffers
+                    var problem = AttentionProblem(
+                        q: b.q + n * b.qBatchStride + g * D, k: b.k + n * b.kBatchStride + g * D,
+                        v: b.v + n * b.vBatchStride + g * D, qRowStride: b.qRowStride, kRowStride: b.kRowStride,
+                        vRowStride: b.vRowStride, queryCount: L, keyCount: keyCount, headDim: D, maskedKeys: S,
+                        causal: plan.causal, attnMask: plan.attnMask?.kernelView(batch: n, head: h0 + g),
+                        paddingMask: plan.paddingMask?.kernelView(batch: n, head: 0))
+                    if prepack { FlashAttention.packKeysAndValues(&problem, cacheSizes: engine.cacheSizes) }
+                    (problems.baseAddress! + ng).initialize(to: problem)
+                }
+                defer { _ = problems.baseAddress!.deinitialize(count: N * G) }
+                func problem(_ n: Int, _ h: Int) -> AttentionProblem { problems[n * G + h - h0] }
+                executor.run(TileSpace(batches: N, tilesPerBatch: G * blocks), parallel: parallel) { tile, worker in
+                    let (ng, block) = tile.quotientAndRemainder(dividingBy: blocks)
+                    let (n, g) = ng.quotientAndRemainder(dividingBy: G)
+                    FlashAttention.attend(problems[ng], queries: queryBlock(block), output: attended + n * L * width + g * D,
+                                          outputRowStride: width, statistics: statistics.map { $0 + (n * H + h0 + g) * L * 2 },
+                                          workspace: workspaces[worker])
+                }
+
+                // 3. Output projection (batch, row block, column block) tiles, and weights (batch,
+                //    query block) tiles.
+                let outputSpace = TileSpace(segments: [.init(batches: N, tilesPerBatch: rowBlocks * columnBlocks)]
+                    + (weights == nil ? [] : [.init(batches: N, tilesPerBatch: blocks)]))
+                executor.run(outputSpace, parallel: parallel) { tile, worker in
+                    let workspace = workspaces[worker]
+                    let local = packed.local(worker: worker)
+                    if tile < projectionTiles {
+                        let (n, rest) = tile.quotientAndRemainder(dividingBy: rowBlocks * columnBlocks)
+                        let (rowBlock, block) = rest.quotientAndRemainder(dividingBy: columnBlocks)
+                        let rows = rowBlock * ProjectionJob.rowBlock ..< min((rowBlock + 1) * ProjectionJob.rowBlock, L)
+                        let outColumns = block * Self.outputColumnBlock ..< min((block + 1) * Self.outputColumnBlock, E)
+                        let a = MatrixView(base: attended + (n * L + rows.lowerBound) * width, rows: rows.count, cols: columns.count,
+                                           rowStride: width)
+                        let out = MutableMatrixView(
+                            base: output.base + n * batchStride + rows.lowerBound * rowStride + outColumns.lowerBound * colStride,
+                            rows: rows.count, cols: outColumns.count, rowStride: rowStride, colStride: colStride)
+                        let weight = outputSlice ?? local.output
+                        if h0 == 0, let bias = local.outputBias {
+                            bias.withUnsafeBufferPointer {
+                                GEMM.multiply(a, weight, columns: outColumns, bias: $0.baseAddress!, into: out,
+                                              workspace: workspace.gemm)
+                            }
+                        } else {
+                            GEMM.multiply(a, weight, columns: outColumns, accumulate: h0 > 0, into: out, workspace: workspace.gemm)
+                        }
+                        return
+                    }
+                    guard let weights, let statistics else { return }
+                    let (n, block) = (tile - projectionTiles).quotientAndRemainder(dividingBy: blocks)
+                    let r = weights.strides.count
+                    let batchOffset = plan.batched ? n * weights.strides[0] : 0
                     let average = averageWeights(weights, plan)
-                    FlashAttention.weights(problem(n, h), queries: queryBlock(block),
-                                           statistics: statistics + (n * H + h) * L * 2, into: view,
-                                           scale: average ? 1 / Float(H) : 1, accumulate: average && h > 0,
-                                           workspace: workspace)
+                    for h in heads {
+                        let headOffset = average ? 0 : h * weights.strides[r - 3]
+                        let view = MutableMatrixView(base: weights.base + batchOffset + headOffset, rows: L, cols: keyCount,
+                                                     rowStride: weights.strides[r - 2], colStride: weights.strides[r - 1])
+                        FlashAttention.weights(problem(n, h), queries: queryBlock(block),
+                                               statistics: statistics + (n * H + h) * L * 2, into: view,
+                                               scale: average ? 1 / Float(H) : 1, accumulate: average && h > 0,
+                                               workspace: workspace)
+                    }
                 }
             }
         }
+    }
+
+    /// Heads per group: every head when the call's scratch (projections, attention output, packed
+    /// keys and values) fits the engine's `scratchLimit`, else as many as fit (at least one).
+    /// Depends on the shapes and the engine's limit only, never on threads.
+    func headsPerGroup(_ plan: ForwardPlan) -> Int {
+        let c = config
+        let H = c.numHeads
+        let limit = engine.scratchLimit
+        guard limit < Int.max else { return H }
+        // Floats per feature column (makePlan checked that N * (4L + 5 keyCount) * E fits memory).
+        let projected = plan.selfAttention && c.packedInputProjection ? 3 * max(plan.L, plan.keyCount) : plan.L + 2 * plan.keyCount
+        let packedKeys = plan.L > FlashAttention.blockQueries ? 2 * plan.keyCount : 0
+        let perHead = plan.N * (projected + plan.L + packedKeys) * c.headDim * MemoryLayout<Float>.size
+        if perHead == 0 || perHead * H <= limit { return H }
+        return min(H, max(1, limit / perHead))
     }
 
     /// True when `weights` holds head-averaged `[.., L, S]` rather than per-head `[.., H, L, S]`.

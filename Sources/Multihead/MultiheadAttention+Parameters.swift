@@ -13,6 +13,9 @@ final class PackedParameters: NodeMirrored, @unchecked Sendable {
     let queryColumn, keyColumn, valueColumn: Int
     /// `W^T` of the output projection, `[E, E]`.
     let output: PackedMatrix
+    /// `out_proj.weight` as set (`[E, E]` row-major; shares the parameter's storage), from which
+    /// a call that runs heads in groups packs each group's rows of `W^T`.
+    let outputWeight: [Float]
     /// `[3E]` (query part scaled), or nil.
     let inputBias: [Float]?
     let outputBias: [Float]?
@@ -46,6 +49,7 @@ final class PackedParameters: NodeMirrored, @unchecked Sendable {
             (queryColumn, keyColumn, valueColumn) = (0, 0, 0)
         }
         output = pack(p["out_proj.weight"]!, inputs: E, scaledRows: 0)
+        outputWeight = p["out_proj.weight"]!
         inputBias = p["in_proj_bias"].map { bias in bias.enumerated().map { $0 < E ? $1 * scale : $1 } }
         outputBias = p["out_proj.bias"]
         biasK = p["bias_k"]

@@ -1,8 +1,10 @@
 import MultiheadKernels
 
-/// Where the projected queries, keys and values live: row-major `[N, rows, E]` per role (or one
-/// `[N, rows, 3E]` buffer for self-attention), head `h` in columns `h*D ..< (h+1)*D`, so the
-/// attention kernel reads a head as a strided `[rows, D]` view and no transpose copy is made.
+/// Where the projected queries, keys and values of one group of heads live: row-major
+/// `[N, rows, W]` per role (or one `[N, rows, 3W]` buffer for self-attention), where `W` is the
+/// group's width (`E` when one group holds every head). The group's head `g` is in columns
+/// `g*D ..< (g+1)*D`, so the attention kernel reads a head as a strided `[rows, D]` view and no
+/// transpose copy is made.
 struct ProjectionBuffers {
     /// Base pointers of the query, key and value columns of batch 0, row 0.
     var q, k, v: UnsafeMutablePointer<Float>
@@ -12,7 +14,8 @@ struct ProjectionBuffers {
     private var storage: [UnsafeMutablePointer<Float>]
 
     /// - Parameters:
-    ///   - fused: one buffer of `[N, keyCount, 3E]` (self-attention: `L == S`).
+    ///   - E: the group's width `W`.
+    ///   - fused: one buffer of `[N, keyCount, 3W]` (self-attention: `L == S`).
     init(N: Int, L: Int, keyCount: Int, E: Int, fused: Bool) {
         if fused {
             let rows = max(L, keyCount)
@@ -71,39 +74,42 @@ struct ProjectionJob {
 }
 
 extension MultiheadAttention {
-    /// The projections a forward call needs: one fused job for self-attention with a packed
-    /// `in_proj_weight`, else one job per role.
-    func projectionJobs(_ plan: ForwardPlan, _ packed: PackedParameters, _ buffers: ProjectionBuffers) -> [ProjectionJob] {
+    /// The projections of the heads in `columns` (a range of `0..<E`, whole heads): one fused
+    /// job when self-attention with a packed `in_proj_weight` projects every head, else one job
+    /// per role, each over its own columns of the packed weight.
+    func projectionJobs(_ plan: ForwardPlan, _ packed: PackedParameters, _ buffers: ProjectionBuffers,
+                        columns: Range<Int>) -> [ProjectionJob] {
         let c = config
         let E = c.embedDim
-        if plan.selfAttention && c.packedInputProjection {
+        if plan.selfAttention && c.packedInputProjection && columns.count == E {
             return [ProjectionJob(input: plan.query, rows: plan.L, features: E, weight: packed.query, columns: 0 ..< 3 * E,
                                   biasOffset: 0, dest: buffers.q, destRowStride: buffers.qRowStride,
                                   destBatchStride: buffers.qBatchStride)]
         }
+        let c0 = columns.lowerBound, w = columns.count
         return [
             ProjectionJob(input: plan.query, rows: plan.L, features: c.qdim, weight: packed.query,
-                          columns: packed.queryColumn ..< packed.queryColumn + E, biasOffset: 0, dest: buffers.q,
-                          destRowStride: buffers.qRowStride, destBatchStride: buffers.qBatchStride),
+                          columns: packed.queryColumn + c0 ..< packed.queryColumn + c0 + w, biasOffset: c0,
+                          dest: buffers.q, destRowStride: buffers.qRowStride, destBatchStride: buffers.qBatchStride),
             ProjectionJob(input: plan.key, rows: plan.S, features: c.kdim, weight: packed.key,
-                          columns: packed.keyColumn ..< packed.keyColumn + E, biasOffset: E, dest: buffers.k,
-                          destRowStride: buffers.kRowStride, destBatchStride: buffers.kBatchStride),
+                          columns: packed.keyColumn + c0 ..< packed.keyColumn + c0 + w, biasOffset: E + c0,
+                          dest: buffers.k, destRowStride: buffers.kRowStride, destBatchStride: buffers.kBatchStride),
             ProjectionJob(input: plan.value, rows: plan.S, features: c.vdim, weight: packed.value,
-                          columns: packed.valueColumn ..< packed.valueColumn + E, biasOffset: 2 * E, dest: buffers.v,
-                          destRowStride: buffers.vRowStride, destBatchStride: buffers.vBatchStride),
+                          columns: packed.valueColumn + c0 ..< packed.valueColumn + c0 + w, biasOffset: 2 * E + c0,
+                          dest: buffers.v, destRowStride: buffers.vRowStride, destBatchStride: buffers.vBatchStride),
         ]
     }
 
     /// Writes the `bias_k`/`bias_v` rows and the zero-attention rows after the `S` projected keys
-    /// and values of every batch.
-    func appendExtraKeys(_ plan: ForwardPlan, _ packed: PackedParameters, _ b: ProjectionBuffers) {
-        let E = config.embedDim
+    /// and values of every batch, for the heads in `columns`.
+    func appendExtraKeys(_ plan: ForwardPlan, _ packed: PackedParameters, _ b: ProjectionBuffers, columns: Range<Int>) {
+        let E = columns.count
         for n in 0..<plan.N {
             for (dest, rowStride, batchStride, bias) in [(b.k, b.kRowStride, b.kBatchStride, packed.biasK),
                                                           (b.v, b.vRowStride, b.vBatchStride, packed.biasV)] {
                 var row = dest + n * batchStride + plan.S * rowStride
                 if let bias {
-                    row.update(from: bias, count: E)
+                    bias.withUnsafeBufferPointer { row.update(from: $0.baseAddress! + columns.lowerBound, count: E) }
                     row += rowStride
                 }
                 if config.addZeroAttn { row.update(repeating: 0, count: E) }

@@ -8,6 +8,8 @@ import MultiheadTopology
 
 /// Size of `mh_engine_options` in its first layout (`struct_size`, `num_threads`), still accepted.
 private let engineOptionsV1Size = 8
+/// Size of the second layout (up to `topology_xml`), still accepted.
+private let engineOptionsV2Size = MemoryLayout<mh_engine_options>.offset(of: \mh_engine_options.scratch_limit_bytes)!
 
 @_cdecl("mh_engine_options_init")
 public func mh_engine_options_init_impl(_ options: UnsafeMutablePointer<mh_engine_options>?) {
@@ -15,7 +17,7 @@ public func mh_engine_options_init_impl(_ options: UnsafeMutablePointer<mh_engin
     options.pointee = mh_engine_options(
         struct_size: UInt32(MemoryLayout<mh_engine_options>.size), num_threads: 0, policy: Int32(MH_POLICY_DEFAULT.rawValue),
         executor: Int32(MH_EXECUTOR_DEFAULT.rawValue), mirror_weights: -1, cpuset: nil, topology_synthetic: nil,
-        topology_xml: nil)
+        topology_xml: nil, scratch_limit_bytes: 0)
 }
 
 /// Translates C engine options, checking every field.
@@ -23,7 +25,7 @@ private func engineOptions(_ pointer: UnsafePointer<mh_engine_options>?) throws 
     var options = Engine.Options()
     guard let pointer else { return options }
     let size = Int(pointer.pointee.struct_size)
-    guard size == engineOptionsV1Size || size == MemoryLayout<mh_engine_options>.size else {
+    guard size == engineOptionsV1Size || size == engineOptionsV2Size || size == MemoryLayout<mh_engine_options>.size else {
         throw ABIError.invalid("options->struct_size is \(size), expected \(MemoryLayout<mh_engine_options>.size) "
             + "(initialise it with mh_engine_options_init)")
     }
@@ -69,6 +71,14 @@ private func engineOptions(_ pointer: UnsafePointer<mh_engine_options>?) throws 
         case .invalidSyntheticDescription, .invalidXMLFile: throw MultiheadError.format("\(error)")
         default: throw MultiheadError.invalidArgument("\(error)")
         }
+    }
+    guard size > engineOptionsV2Size else { return options }   // the second layout: no scratch limit
+    switch o.scratch_limit_bytes {
+    case 0: options.scratchLimit = nil
+    case -1: options.scratchLimit = Int.max
+    case 1...: options.scratchLimit = Int(o.scratch_limit_bytes)
+    default:
+        throw ABIError.invalid("options->scratch_limit_bytes is \(o.scratch_limit_bytes), expected 0 (default), -1 (never group) or a positive byte count")
     }
     return options
 }

@@ -7,6 +7,7 @@
  */
 #include <multihead.h>
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,7 @@ static void test_options_and_errors(void) {
     CHECK(options.struct_size == sizeof(mh_engine_options));
     CHECK(options.num_threads == 0 && options.policy == MH_POLICY_DEFAULT && options.executor == MH_EXECUTOR_DEFAULT);
     CHECK(options.mirror_weights == -1 && options.cpuset == NULL && options.topology_synthetic == NULL);
+    CHECK(options.scratch_limit_bytes == 0);
 
     /* The first layout (struct_size 8: only num_threads) is still accepted. */
     struct { uint32_t struct_size; int32_t num_threads; } v1 = { 8, 1 };
@@ -44,7 +46,17 @@ static void test_options_and_errors(void) {
     CHECK(mh_engine_num_threads(engine, &threads) == MH_OK && threads == 1);
     mh_engine_destroy(engine);
 
+    /* The second layout (without scratch_limit_bytes) is still accepted. */
+    mh_engine_options v2 = options;
+    v2.struct_size = (uint32_t)offsetof(mh_engine_options, scratch_limit_bytes);
+    v2.num_threads = 1;
+    v2.scratch_limit_bytes = -7;  /* past the layout: never read */
+    CHECK(mh_engine_create(&v2, &engine) == MH_OK);
+    mh_engine_destroy(engine);
+
     mh_engine_options bad = options;
+    bad.scratch_limit_bytes = -2;
+    expect_error(&bad, MH_ERR_INVALID_ARGUMENT, "scratch_limit_bytes is -2", __LINE__);
     bad.struct_size = 12;
     expect_error(&bad, MH_ERR_INVALID_ARGUMENT, "struct_size is 12", __LINE__);
     bad = options; bad.policy = 9;
@@ -159,10 +171,46 @@ static void test_same_bits_on_two_nodes(void) {
     mh_engine_destroy(numa);
 }
 
+/* A scratch limit of one byte runs one head at a time: the output matches the ungrouped one to
+ * float rounding (only the output projection's sum is split), and the description reports it. */
+static void test_scratch_limit_groups_heads(void) {
+    enum { L = 70, N = 2, E = 64 };
+    static float x[L * N * E];
+    for (int i = 0; i < L * N * E; i++) x[i] = (float)((i * 7919) % 1000) / 500.0f - 1.0f;
+    mh_engine_options options;
+    mh_engine_options_init(&options);
+    options.num_threads = 2;
+    options.scratch_limit_bytes = -1;
+    mh_engine *whole = NULL, *grouped = NULL;
+    CHECK(mh_engine_create(&options, &whole) == MH_OK);
+    options.scratch_limit_bytes = 1;
+    CHECK(mh_engine_create(&options, &grouped) == MH_OK);
+    const char *json = NULL;
+    CHECK(mh_engine_describe(grouped, NULL, &json) == MH_OK && json && strstr(json, "\"scratch_limit\":1,") != NULL);
+    CHECK(mh_engine_describe(whole, NULL, &json) == MH_OK && json && strstr(json, "\"scratch_limit\":null") != NULL);
+    float *want = attention_output(whole, x, L, N, E), *got = attention_output(grouped, x, L, N, E);
+    CHECK(want != NULL && got != NULL);
+    if (want && got) {
+        float worst = 0;
+        int differs = 0;
+        for (int i = 0; i < L * N * E; i++) {
+            float d = want[i] > got[i] ? want[i] - got[i] : got[i] - want[i];
+            if (d > worst) worst = d;
+            differs |= want[i] != got[i];
+        }
+        CHECK(worst < 1e-5f);
+        CHECK(differs);  /* the grouped path ran: its sums round differently somewhere */
+    }
+    free(want); free(got);
+    mh_engine_destroy(whole);
+    mh_engine_destroy(grouped);
+}
+
 int main(void) {
     test_options_and_errors();
     test_describe();
     test_same_bits_on_two_nodes();
+    test_scratch_limit_groups_heads();
     if (failures) {
         fprintf(stderr, "test_engine: %d failure(s)\n", failures);
         return 1;

@@ -82,6 +82,7 @@ class mh_engine_options(ctypes.Structure):
         ("cpuset", c_char_p),
         ("topology_synthetic", c_char_p),
         ("topology_xml", c_char_p),
+        ("scratch_limit_bytes", c_int64),  # 0 default (64 MiB), -1 never group heads, else bytes
     ]
 
 
