@@ -123,7 +123,7 @@ typedef struct mh_engine_options {
     int64_t scratch_limit_bytes;    /* scratch one attention call may use (projected Q/K/V, attention
                                        output, packed K/V) before it runs its heads in groups, each
                                        group within the limit (one head at least): 0 = default
-                                       (64 MiB), -1 = never group, else > 0 bytes. Grouping splits
+                                       (32 MiB), -1 = never group, else > 0 bytes. Grouping splits
                                        the output projection's sum by group (rounding only). */
 } mh_engine_options;
 

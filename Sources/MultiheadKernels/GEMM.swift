@@ -110,6 +110,9 @@ public final class GEMMWorkspace: @unchecked Sendable {
 /// `v = v * scale`, `C[i, j] = C[i, j] + v` (when accumulating) or `v`, each step rounded to
 /// float. So any split of the rows, or of the columns through `columns`, gives the same bits,
 /// and so does every `KernelISA` variant. `C` must not overlap `A`, `B` or `bias`.
+///
+/// Small products skip the blocked loops for a direct kernel with the same operations
+/// (`GEMM+Direct.swift`), chosen from the shapes alone: the bits are the same either way.
 public enum GEMM {
     /// `C[m x n] (+)= scale * (A[m x k] * B[k x columns] + bias)`, `B` pre-packed.
     /// - Parameters:
@@ -128,7 +131,11 @@ public enum GEMM {
         let operands = GEMMOperands(
             a: a, c: c, bias: bias.map { $0 + columns.lowerBound }, scale: scale, accumulate: accumulate)
         withExtendedLifetime(b) {
-            loopOverColumnBlocks(operands, packed: b, columns: columns, workspace: workspace)
+            if a.cols <= b.blocking.kc && prefersDirect(m: c.rows, n: c.cols, k: a.cols, bColumnStride: 1) {
+                multiplyDirect(operands, packed: b, columns: columns)
+            } else {
+                loopOverColumnBlocks(operands, packed: b, columns: columns, workspace: workspace)
+            }
         }
     }
 
@@ -142,6 +149,10 @@ public enum GEMM {
         precondition(a.cols == b.rows && c.rows == a.rows && c.cols == b.cols)
         if c.rows == 0 || c.cols == 0 { return }
         let operands = GEMMOperands(a: a, c: c, bias: bias, scale: scale, accumulate: accumulate)
-        loopOverColumnBlocks(operands, unpacked: b, workspace: workspace)
+        if prefersDirect(m: c.rows, n: c.cols, k: a.cols, bColumnStride: b.colStride) {
+            multiplyDirect(operands, unpacked: b, isa: workspace.kernel.isa)
+        } else {
+            loopOverColumnBlocks(operands, unpacked: b, workspace: workspace)
+        }
     }
 }

@@ -143,6 +143,47 @@ typedef struct mh_f32_microkernel_info {
 /** The C micro-kernel of `isa`; all NULL / 0 for MH_ISA_PORTABLE or a non-x86 build. */
 mh_f32_microkernel_info mh_f32_microkernel_for_isa(mh_isa isa);
 
+/* MARK: - Direct GEMM of small products */
+
+/*
+ * The direct (unblocked, unpacked) GEMM of products too small for packing to pay off:
+ *
+ *   void mh_f32_gemm_small_isa(m, n, k, a, rs_a, cs_a, b, rs_b, cs_b, c, rs_c, cs_c, args)
+ *
+ *   with A(i, p) = a[i*rs_a + p*cs_a], B(p, j) = b[p*rs_b + j*cs_b], c(i, j) = c[i*rs_c + j*cs_c]
+ *   computes for every i < m, j < n the sum S(i, j) = ONE chain of fused multiply-adds in
+ *   increasing p from 0.0f, s = fma(A(i, p), B(p, j), s), then the micro-kernel's epilogue
+ *   (args->flags, args->bias[j], args->scale exactly as in mh_f32_microkernel_args, each step
+ *   rounded, never contracted): the same operations as the micro-kernel contract, so it gives
+ *   the bits of the blocked GEMM for any shape. args->sums_in is not read (pass NULL).
+ *
+ *   Vectorised over j (8 accumulators: 4 rows x 2 vectors or 8 rows x 1, masked tails; nothing
+ *   is read or written past column n or row m) when cs_b == 1 (rows of a packed panel, a
+ *   row-major V). A B with cs_b != 1 (K^T) of k*n <= MH_F32_GEMM_SMALL_COPY elements is first
+ *   copied row-major to the stack; a larger one gets a scalar fma chain per element (correct, slow: callers
+ *   keep it small). Strides are any; m, n, k >= 0 (m or n == 0: nothing happens; k == 0: S = 0,
+ *   the epilogue runs); no padding is assumed anywhere; a, b, bias any alignment; c does not
+ *   overlap a, b or bias.
+ */
+/** The largest k*n of a strided B that the direct GEMM copies to the stack (16 KB). */
+#define MH_F32_GEMM_SMALL_COPY 4096
+
+typedef void (*mh_f32_gemm_small_fn)(int64_t m, int64_t n, int64_t k,
+                                     const float *a, int64_t rs_a, int64_t cs_a,
+                                     const float *b, int64_t rs_b, int64_t cs_b,
+                                     float *c, int64_t rs_c, int64_t cs_c,
+                                     const mh_f32_microkernel_args *args);
+
+void mh_f32_gemm_small_avx512(int64_t m, int64_t n, int64_t k, const float *a, int64_t rs_a,
+                              int64_t cs_a, const float *b, int64_t rs_b, int64_t cs_b, float *c,
+                              int64_t rs_c, int64_t cs_c, const mh_f32_microkernel_args *args);
+void mh_f32_gemm_small_avx2(int64_t m, int64_t n, int64_t k, const float *a, int64_t rs_a,
+                            int64_t cs_a, const float *b, int64_t rs_b, int64_t cs_b, float *c,
+                            int64_t rs_c, int64_t cs_c, const mh_f32_microkernel_args *args);
+
+/** The direct GEMM of `isa`; NULL for MH_ISA_PORTABLE or a non-x86 build (Swift runs). */
+mh_f32_gemm_small_fn mh_f32_gemm_small_for_isa(mh_isa isa);
+
 /* MARK: - Vector math (online softmax) */
 
 /*

@@ -70,8 +70,8 @@ class Engine:
       synthetic description, or an ``lstopo`` XML file) instead of this one; no binding then.
     - ``scratch_limit``: bytes of scratch one attention call may use (projected Q/K/V, attention
       output, packed K/V) before it runs its heads in groups, each within the limit (one head at
-      least); ``None`` is 64 MiB. Long sequences then take memory proportional to the group,
-      not to all heads: self-attention at L=16384, E=1024 uses ~48 MiB instead of ~384 MiB.
+      least); ``None`` is 32 MiB. Long sequences then take memory proportional to the group,
+      not to all heads: self-attention at L=16384, E=1024 uses ~24 MiB of scratch instead of ~384 MiB.
 
     Results are bit-identical whatever the thread count, policy, executor and mirroring; the
     scratch limit changes only the rounding of the output projection's sum (split by group).

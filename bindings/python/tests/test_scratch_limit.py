@@ -60,6 +60,6 @@ def test_limit_of_the_wrong_type_is_a_type_error(bad):
         mh.Engine(1, scratch_limit=bad)
 
 
-def test_default_limit_is_64_mib():
+def test_default_limit_is_32_mib():
     with mh.Engine(1) as engine:
-        assert engine.describe()["scratch_limit"] == 64 << 20
+        assert engine.describe()["scratch_limit"] == 32 << 20
