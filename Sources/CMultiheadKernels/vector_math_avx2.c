@@ -119,10 +119,8 @@ MH_INLINE_AVX2 float mh_exp_sub_sum8(const float *x, float m, float *y, int64_t 
         if (half == 0) sum_lo = _mm256_add_ps(sum_lo, contribution);
         else sum_hi = _mm256_add_ps(sum_hi, contribution);
     }
-    float lanes[16];
-    _mm256_storeu_ps(lanes, sum_lo);
-    _mm256_storeu_ps(lanes + 8, sum_hi);
-    return mh_fold_16_lanes(lanes);
+    /* The documented fold of the 16 lane sums (l + 8, + 4, + 2, + 1), in registers. */
+    return mh_fold8_registers(_mm256_add_ps(sum_lo, sum_hi));
 }
 
 MH_TARGET_AVX2

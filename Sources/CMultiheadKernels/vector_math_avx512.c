@@ -72,6 +72,13 @@ MH_INLINE_AVX512 __m512 mh_exp_sub16(__m512 v, __m512 m, int m_is_negative_infin
     return mh_exp16(d);
 }
 
+/* The documented fold of the 16 lane sums (l + 8, + 4, + 2, + 1), in registers. */
+MH_INLINE_AVX512 float mh_fold16_avx512(__m512 sum) {
+    const __m256 lo = _mm512_castps512_ps256(sum);
+    const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(sum), 1));
+    return mh_fold8_registers(_mm256_add_ps(lo, hi));
+}
+
 MH_INLINE_AVX512 float mh_exp_sub_sum16(const float *x, float m, float *y, int64_t n,
                                         int m_is_negative_infinity) {
     const __m512 mv = _mm512_set1_ps(m);
@@ -88,9 +95,7 @@ MH_INLINE_AVX512 float mh_exp_sub_sum16(const float *x, float m, float *y, int64
         _mm512_mask_storeu_ps(y + i, k, e);
         sum = _mm512_mask_add_ps(sum, k, sum, e);
     }
-    float lanes[16];
-    _mm512_storeu_ps(lanes, sum);
-    return mh_fold_16_lanes(lanes);
+    return mh_fold16_avx512(sum);
 }
 
 MH_TARGET_AVX512

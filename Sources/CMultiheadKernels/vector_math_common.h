@@ -24,11 +24,16 @@
 #define MH_EXP_P4 1.6666665459e-1f
 #define MH_EXP_P5 5.0000001201e-1f
 
-/* Folds the 16 lane sums pairwise: l + 8, then + 4, + 2, + 1 (the documented fixed order). */
-static inline float mh_fold_16_lanes(float lanes[16]) {
-    for (int width = 8; width >= 1; width /= 2)
-        for (int l = 0; l < width; l++) lanes[l] = lanes[l] + lanes[l + width];
-    return lanes[0];
+/* The 16 lane sums are folded pairwise: lanes l + l+8, then + 4, + 2, + 1 (the documented fixed
+ * order). The variants do the first step on their registers; this does the rest on the 8
+ * lanes left, in registers (a round trip through memory would stall store forwarding). */
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+static inline __attribute__((always_inline, target("avx2,fma"))) float mh_fold8_registers(__m256 s8) {
+    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, 1)));
 }
+#endif
 
 #endif

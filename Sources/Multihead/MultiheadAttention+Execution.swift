@@ -40,11 +40,18 @@ extension MultiheadAttention {
         let buffers = ProjectionBuffers(N: N, L: L, keyCount: keyCount, E: width,
                                         fused: plan.selfAttention && c.packedInputProjection)
         let attended = UnsafeMutablePointer<Float>.allocate(capacity: max(N * L * width, 1))
-        let statistics = weights == nil ? nil : UnsafeMutablePointer<Float>.allocate(capacity: max(N * H * L * 2, 1))
+        let blocks = (L + FlashAttention.blockQueries - 1) / FlashAttention.blockQueries
+        // Weights written by the attention tiles themselves (no second pass over the scores) when
+        // every key fits one block; the tiles are then (batch, query block) running the heads in
+        // order, so head averaging adds in the same order as the separate pass: the same bits. Used
+        // when those tiles are enough to keep the workers busy.
+        let fusedWeights = weights != nil && keyCount <= FlashAttention.blockKeys
+            && (!parallel || N * blocks >= 2 * engine.threadCount)
+        let statistics = weights == nil || fusedWeights ? nil
+            : UnsafeMutablePointer<Float>.allocate(capacity: max(N * H * L * 2, 1))
         defer {
             buffers.deallocate(); attended.deallocate(); statistics?.deallocate()
         }
-        let blocks = (L + FlashAttention.blockQueries - 1) / FlashAttention.blockQueries
         func queryBlock(_ b: Int) -> Range<Int> {
             b * FlashAttention.blockQueries ..< min((b + 1) * FlashAttention.blockQueries, L)
         }
@@ -97,18 +104,30 @@ extension MultiheadAttention {
                 }
                 defer { _ = problems.baseAddress!.deinitialize(count: N * G) }
                 func problem(_ n: Int, _ h: Int) -> AttentionProblem { problems[n * G + h - h0] }
-                executor.run(TileSpace(batches: N, tilesPerBatch: G * blocks), parallel: parallel) { tile, worker in
-                    let (ng, block) = tile.quotientAndRemainder(dividingBy: blocks)
-                    let (n, g) = ng.quotientAndRemainder(dividingBy: G)
-                    FlashAttention.attend(problems[ng], queries: queryBlock(block), output: attended + n * L * width + g * D,
-                                          outputRowStride: width, statistics: statistics.map { $0 + (n * H + h0 + g) * L * 2 },
-                                          workspace: workspaces[worker])
+                if fusedWeights, let weights {
+                    executor.run(TileSpace(batches: N, tilesPerBatch: blocks), parallel: parallel) { tile, worker in
+                        let (n, block) = tile.quotientAndRemainder(dividingBy: blocks)
+                        for g in 0..<G {
+                            FlashAttention.attend(problems[n * G + g], queries: queryBlock(block),
+                                                  output: attended + n * L * width + g * D, outputRowStride: width,
+                                                  statistics: nil, weights: weightsOutput(weights, plan, batch: n, head: h0 + g),
+                                                  workspace: workspaces[worker])
+                        }
+                    }
+                } else {
+                    executor.run(TileSpace(batches: N, tilesPerBatch: G * blocks), parallel: parallel) { tile, worker in
+                        let (ng, block) = tile.quotientAndRemainder(dividingBy: blocks)
+                        let (n, g) = ng.quotientAndRemainder(dividingBy: G)
+                        FlashAttention.attend(problems[ng], queries: queryBlock(block), output: attended + n * L * width + g * D,
+                                              outputRowStride: width, statistics: statistics.map { $0 + (n * H + h0 + g) * L * 2 },
+                                              workspace: workspaces[worker])
+                    }
                 }
 
                 // 3. Output projection (batch, row block, column block) tiles, and weights (batch,
                 //    query block) tiles.
                 let outputSpace = TileSpace(segments: [.init(batches: N, tilesPerBatch: rowBlocks * columnBlocks)]
-                    + (weights == nil ? [] : [.init(batches: N, tilesPerBatch: blocks)]))
+                    + (statistics == nil ? [] : [.init(batches: N, tilesPerBatch: blocks)]))
                 executor.run(outputSpace, parallel: parallel) { tile, worker in
                     let workspace = workspaces[worker]
                     let local = packed.local(worker: worker)
@@ -135,17 +154,11 @@ extension MultiheadAttention {
                     }
                     guard let weights, let statistics else { return }
                     let (n, block) = (tile - projectionTiles).quotientAndRemainder(dividingBy: blocks)
-                    let r = weights.strides.count
-                    let batchOffset = plan.batched ? n * weights.strides[0] : 0
-                    let average = averageWeights(weights, plan)
                     for h in heads {
-                        let headOffset = average ? 0 : h * weights.strides[r - 3]
-                        let view = MutableMatrixView(base: weights.base + batchOffset + headOffset, rows: L, cols: keyCount,
-                                                     rowStride: weights.strides[r - 2], colStride: weights.strides[r - 1])
+                        let out = weightsOutput(weights, plan, batch: n, head: h)
                         FlashAttention.weights(problem(n, h), queries: queryBlock(block),
-                                               statistics: statistics + (n * H + h) * L * 2, into: view,
-                                               scale: average ? 1 / Float(H) : 1, accumulate: average && h > 0,
-                                               workspace: workspace)
+                                               statistics: statistics + (n * H + h) * L * 2, into: out.view,
+                                               scale: out.scale, accumulate: out.accumulate, workspace: workspace)
                     }
                 }
             }
@@ -166,6 +179,18 @@ extension MultiheadAttention {
         let perHead = plan.N * (projected + plan.L + packedKeys) * c.headDim * MemoryLayout<Float>.size
         if perHead == 0 || perHead * H <= limit { return H }
         return min(H, max(1, limit / perHead))
+    }
+
+    /// Where head `h` of batch `n` writes its weights: its own `[L, S]` slice, or (averaged) the
+    /// batch's, scaled by `1/H` and added after head 0.
+    private func weightsOutput(_ weights: MutableTensorView, _ plan: ForwardPlan, batch n: Int, head h: Int)
+        -> FlashAttention.WeightsOutput {
+        let r = weights.strides.count
+        let average = averageWeights(weights, plan)
+        let offset = (plan.batched ? n * weights.strides[0] : 0) + (average ? 0 : h * weights.strides[r - 3])
+        let view = MutableMatrixView(base: weights.base + offset, rows: plan.L, cols: plan.keyCount,
+                                     rowStride: weights.strides[r - 2], colStride: weights.strides[r - 1])
+        return .init(view: view, scale: average ? 1 / Float(config.numHeads) : 1, accumulate: average && h > 0)
     }
 
     /// True when `weights` holds head-averaged `[.., L, S]` rather than per-head `[.., H, L, S]`.

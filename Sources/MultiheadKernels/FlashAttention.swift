@@ -34,17 +34,37 @@ public enum FlashAttention {
         }
     }
 
+    /// Where `attend` writes the softmax probabilities itself (see `attend`'s `weights`).
+    public struct WeightsOutput {
+        /// `[L, S]`, any strides: `weights[l, s] (+)= scale * p[l, s]`.
+        public var view: MutableMatrixView
+        public var scale: Float
+        /// Add to `view` instead of overwriting (head averaging).
+        public var accumulate: Bool
+
+        public init(view: MutableMatrixView, scale: Float, accumulate: Bool) {
+            self.view = view
+            self.scale = scale
+            self.accumulate = accumulate
+        }
+    }
+
     /// Computes `softmax(Q K^T + masks) V` for the query rows `queries`.
     ///
     /// - Parameters:
     ///   - output: `[L, D]` rows (row stride `outputRowStride`); rows in `queries` are written.
     ///   - statistics: `nil`, or `[L, 2]` receiving each row's max and sum of `exp(s - max)`,
     ///     which `weights(...)` needs.
+    ///   - weights: `nil`, or where to write the weights of these rows directly, which needs
+    ///     every key in one block (`keyCount <= blockKeys`): the same bits as `weights(...)`
+    ///     (the same scores, exp and factor) without computing the scores a second time.
     /// A row whose keys are all masked gets zeros (and sum 0), never NaN.
     public static func attend(
         _ problem: AttentionProblem, queries: Range<Int>, output: UnsafeMutablePointer<Float>,
-        outputRowStride: Int, statistics: UnsafeMutablePointer<Float>?, workspace: Workspace
+        outputRowStride: Int, statistics: UnsafeMutablePointer<Float>?, weights: WeightsOutput? = nil,
+        workspace: Workspace
     ) {
+        precondition(weights == nil || problem.keyCount <= blockKeys)
         let rows = queries.count
         let D = problem.headDim
         precondition(rows <= blockQueries)
@@ -96,6 +116,26 @@ public enum FlashAttention {
                 let v = MatrixView(base: problem.v + keys.lowerBound * problem.vRowStride, rows: cols, cols: D,
                                    rowStride: problem.vRowStride)
                 GEMM.multiply(p, v, accumulate: true, into: o, workspace: workspace.gemm)
+            }
+        }
+        if let weights {
+            // One key block: the scores tile still holds exp(s - max), as weights(...) computes it.
+            let computed = problem.keyCount > 0 && !problem.causallyHidden(queries: queries, keys: 0..<problem.keyCount)
+            for i in 0..<rows {
+                let row = workspace.scores + i * blockKeys
+                let sum = workspace.rowSum[i]
+                if computed && sum != 0 {  // NaN included: NaN weights, as in PyTorch
+                    let factor = weights.scale / sum
+                    for j in 0..<problem.keyCount { row[j] *= factor }
+                } else {
+                    for j in 0..<problem.keyCount { row[j] = 0 }
+                }
+                let l = queries.lowerBound + i
+                if weights.accumulate {
+                    for j in 0..<problem.keyCount { weights.view[l, j] += row[j] }
+                } else {
+                    for j in 0..<problem.keyCount { weights.view[l, j] = row[j] }
+                }
             }
         }
         for i in 0..<rows {

@@ -92,4 +92,27 @@ final class SemanticsTests: XCTestCase {
             for r in results.dropFirst() { XCTAssertEqual(r, results[0], "average=\(average)") }
         }
     }
+
+    /// With every key in one block, attention tiles write the weights themselves when there are
+    /// enough (batch, query block) tiles for the workers (N=4, 2 blocks: up to 4 threads), else a
+    /// second pass does: both must give the same bits, averaged or per head, with masks.
+    func testWeightsFromAttentionTilesAndFromTheSecondPassAreTheSameBits() throws {
+        let q = try Tensor<Float>(randomNormal: [100, 4, 64], seed: 4)
+        let kv = try Tensor<Float>(randomNormal: [200, 4, 64], seed: 5)
+        let kpm = Mask.bool(try Tensor(shape: [4, 200], scalars: (0..<800).map { $0 % 5 == 2 }))
+        let attn = Mask.float(try Tensor(randomNormal: [100, 200], seed: 6))
+        for (average, causal) in [(true, false), (false, true), (true, true)] {
+            var results: [[UInt32]] = []
+            for threads in [1, 2, 3, 5] {  // fused on up to 4 threads, a second pass on 5
+                let m = try MultiheadAttention(embedDim: 64, numHeads: 4, addZeroAttn: true, seed: 7,
+                                               engine: try Engine(threads: threads))
+                let (o, w) = try m(q, kv, kv, keyPaddingMask: kpm, attnMask: causal ? nil : attn,
+                                   averageAttnWeights: average, isCausal: causal)
+                results.append((o.scalars + w!.scalars).map(\.bitPattern))
+            }
+            for (i, r) in results.enumerated().dropFirst() {
+                XCTAssertTrue(r == results[0], "threads #\(i): \(zip(r, results[0]).filter { $0 != $1 }.count) values differ, average=\(average) causal=\(causal)")
+            }
+        }
+    }
 }

@@ -50,10 +50,13 @@ class _ThreadState(threading.local):
 
 
 def _plan_key(q, k, v, kpm, kpm_dtype, am, am_dtype, need_weights, average_attn_weights, is_causal):
-    """What a plan depends on: every layout (shapes, byte strides, mask dtypes) and the options."""
-    return (q.shape, q.strides, k.shape, k.strides, v.shape, v.strides,
-            None if kpm is None else (kpm_dtype, kpm.shape, kpm.strides),
-            None if am is None else (am_dtype, am.shape, am.strides),
+    """What a plan depends on: every layout (shapes, byte strides, mask dtypes) and the options.
+    Self-attention (one array for all three) has a shorter key: cheaper to build and hash."""
+    masks = (None if kpm is None else (kpm_dtype, kpm.shape, kpm.strides),
+             None if am is None else (am_dtype, am.shape, am.strides))
+    if k is q and v is q:
+        return (q.shape, q.strides, masks, need_weights, average_attn_weights, is_causal)
+    return (q.shape, q.strides, k.shape, k.strides, v.shape, v.strides, masks,
             need_weights, average_attn_weights, is_causal)
 
 
@@ -282,9 +285,9 @@ class MultiheadAttention(NativeModule):
             descriptors = _Descriptors.from_buffer_copy(plan.template)
             d = [descriptors[i] for i in range(7)]
         try:
-            d[0].data = data_pointer(q)
-            d[1].data = data_pointer(k)
-            d[2].data = data_pointer(v)
+            d[0].data = q_data = data_pointer(q)
+            d[1].data = k_data = q_data if k is q else data_pointer(k)
+            d[2].data = k_data if v is k else data_pointer(v)
             if kpm is not None:
                 d[3].data = data_pointer(kpm)
             if am is not None:
