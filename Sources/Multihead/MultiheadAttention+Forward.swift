@@ -47,9 +47,26 @@ extension MultiheadAttention {
     /// Sorted by stride magnitude, each dimension must step past all the smaller ones span.
     static func checkOutputLayout(_ view: MutableTensorView, _ name: String) throws {
         if view.shape.contains(0) { return }
-        let dims = zip(view.shape, view.strides).filter { $0.0 > 1 }.map { (size: $0.0, stride: $0.1.magnitude) }
+        // Dimensions of size > 1 by increasing stride magnitude: an insertion sort of a few
+        // entries on the stack (this runs on every call).
+        let rank = view.shape.count
+        try withUnsafeTemporaryAllocation(of: (size: Int, stride: UInt).self, capacity: max(rank, 1)) { dims in
+            var count = 0
+            for i in 0..<rank where view.shape[i] > 1 {
+                let entry = (size: view.shape[i], stride: view.strides[i].magnitude)
+                var j = count
+                while j > 0 && dims[j - 1].stride > entry.stride { dims[j] = dims[j - 1]; j -= 1 }
+                dims[j] = entry
+                count += 1
+            }
+            try checkSortedDimensions(dims.prefix(count), view, name)
+        }
+    }
+
+    private static func checkSortedDimensions(_ dims: Slice<UnsafeMutableBufferPointer<(size: Int, stride: UInt)>>,
+                                              _ view: MutableTensorView, _ name: String) throws {
         var span: UInt = 0
-        for (size, stride) in dims.sorted(by: { $0.stride < $1.stride }) {
+        for (size, stride) in dims {
             guard stride > span else {
                 throw MultiheadError.shape("\(name) of shape \(view.shape) has strides \(view.strides) under which elements share memory; outputs must not overlap themselves")
             }

@@ -104,9 +104,9 @@ extension MultiheadAttention {
     /// and values of every batch, for the heads in `columns`.
     func appendExtraKeys(_ plan: ForwardPlan, _ packed: PackedParameters, _ b: ProjectionBuffers, columns: Range<Int>) {
         let E = columns.count
-        for n in 0..<plan.N {
-            for (dest, rowStride, batchStride, bias) in [(b.k, b.kRowStride, b.kBatchStride, packed.biasK),
-                                                          (b.v, b.vRowStride, b.vBatchStride, packed.biasV)] {
+        guard packed.biasK != nil || config.addZeroAttn else { return }
+        func append(_ dest: UnsafeMutablePointer<Float>, _ rowStride: Int, _ batchStride: Int, _ bias: [Float]?) {
+            for n in 0..<plan.N {
                 var row = dest + n * batchStride + plan.S * rowStride
                 if let bias {
                     bias.withUnsafeBufferPointer { row.update(from: $0.baseAddress! + columns.lowerBound, count: E) }
@@ -115,5 +115,7 @@ extension MultiheadAttention {
                 if config.addZeroAttn { row.update(repeating: 0, count: E) }
             }
         }
+        append(b.k, b.kRowStride, b.kBatchStride, packed.biasK)
+        append(b.v, b.vRowStride, b.vBatchStride, packed.biasV)
     }
 }

@@ -84,13 +84,17 @@ extension MultiheadAttention {
     func makePlan(query: TensorView, key: TensorView, value: TensorView, keyPaddingMask: TensorView?,
                   attnMask: TensorView?, options: ForwardOptions) throws -> ForwardPlan {
         let c = config
-        for (name, t) in [("query", query), ("key", key), ("value", value)] {
+        // Local functions rather than loops over arrays of tuples: no allocation per call.
+        func checkInput(_ name: String, _ t: TensorView) throws {
             guard t.element == .float32 else { throw MultiheadError.shape("\(name) must be float32, got \(t.element)") }
             guard t.shape.count == t.strides.count else {
                 throw MultiheadError.shape("\(name) has shape \(t.shape) but \(t.strides.count) strides")
             }
             guard t.shape.allSatisfy({ $0 >= 0 }) else { throw MultiheadError.shape("\(name) has a negative dimension: \(t.shape)") }
         }
+        try checkInput("query", query)
+        try checkInput("key", key)
+        try checkInput("value", value)
         let rank = query.rank
         guard rank == 2 || rank == 3 else {
             throw MultiheadError.shape("query should be unbatched 2D or batched 3D tensor but received \(rank)-D query tensor of shape \(query.shape)")
@@ -109,12 +113,14 @@ extension MultiheadAttention {
         let N = batched ? query.shape[batchAxis] : 1
         let L = query.shape[seqAxis]
         let S = key.shape[seqAxis]
-        for (name, t, dim, dimName) in [("query", query, c.qdim, c.qdim == c.embedDim ? "embed_dim" : "qdim"),
-                                         ("key", key, c.kdim, "kdim"), ("value", value, c.vdim, "vdim")] {
+        func checkFeatures(_ name: String, _ t: TensorView, _ dim: Int, _ dimName: String) throws {
             guard t.shape[featureAxis] == dim else {
                 throw MultiheadError.shape("\(name) of shape \(t.shape) has \(t.shape[featureAxis]) features but the module expects \(dimName)=\(dim)")
             }
         }
+        try checkFeatures("query", query, c.qdim, c.qdim == c.embedDim ? "embed_dim" : "qdim")
+        try checkFeatures("key", key, c.kdim, "kdim")
+        try checkFeatures("value", value, c.vdim, "vdim")
         if batched {
             guard key.shape[batchAxis] == N, value.shape[batchAxis] == N else {
                 throw MultiheadError.shape("batch sizes differ: query \(query.shape), key \(key.shape), value \(value.shape) (batch_first=\(c.batchFirst))")

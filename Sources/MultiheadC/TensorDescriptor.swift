@@ -9,23 +9,25 @@ enum TensorDescriptor {
             throw ABIError.shape("\(name).rank is \(t.rank), must be 0...\(MH_MAX_RANK)")
         }
         let rank = Int(t.rank)
-        let shape = withUnsafeBytes(of: t.shape) { Array($0.bindMemory(to: Int64.self).prefix(rank)) }
-        let strides = withUnsafeBytes(of: t.strides) { Array($0.bindMemory(to: Int64.self).prefix(rank)) }
+        // One array each (this runs on every call).
+        let shape = withUnsafeBytes(of: t.shape) { raw in (0..<rank).map { Int(raw.load(fromByteOffset: $0 * 8, as: Int64.self)) } }
+        let strides = withUnsafeBytes(of: t.strides) { raw in (0..<rank).map { Int(raw.load(fromByteOffset: $0 * 8, as: Int64.self)) } }
         guard shape.allSatisfy({ $0 >= 0 }) else { throw ABIError.shape("\(name) has a negative size in shape \(shape)") }
-        var elements: Int64 = 1
-        var extent: Int64 = 0
-        for (size, stride) in zip(shape, strides) {
+        var elements = 1
+        var extent = 0
+        for i in 0..<rank {
+            let size = shape[i], stride = strides[i]
             let (e, overflowE) = elements.multipliedReportingOverflow(by: size)
-            let (span, overflowS) = stride.magnitude.multipliedReportingOverflow(by: UInt64(max(size - 1, 0)))
-            let (x, overflowX) = UInt64(extent).addingReportingOverflow(span)
-            guard !overflowE, !overflowS, !overflowX, x < UInt64(Int64.max / 8) else {
+            let (span, overflowS) = stride.magnitude.multipliedReportingOverflow(by: UInt(max(size - 1, 0)))
+            let (x, overflowX) = UInt(extent).addingReportingOverflow(span)
+            guard !overflowE, !overflowS, !overflowX, x < UInt(Int64.max / 8) else {
                 throw ABIError(status: MH_ERR_OUT_OF_MEMORY, message: "\(name) of shape \(shape) and strides \(strides) overflows the address space")
             }
             elements = e
-            extent = Int64(x)
+            extent = Int(x)
         }
         if elements > 0 && t.data == nil { throw ABIError.invalid("\(name).data is NULL for a tensor of shape \(shape)") }
-        return (shape.map { Int($0) }, strides.map { Int($0) })
+        return (shape, strides)
     }
 
     static func element(_ t: mh_tensor, _ name: String, allowBool: Bool) throws -> TensorView.Element {
