@@ -73,8 +73,9 @@ public enum FlashAttention {
         for i in 0..<rows {
             workspace.rowMax[i] = -.infinity
             workspace.rowSum[i] = 0
-            for d in 0..<D { o[i, d] = 0 }
         }
+        // The first key block computed writes O (rather than zeroing O, scaling it by 0 and adding).
+        var first = true
         var s0 = 0
         while s0 < problem.keyCount {
             let keys = s0..<min(s0 + blockKeys, problem.keyCount)
@@ -104,19 +105,24 @@ public enum FlashAttention {
                 workspace.rowSum[i] = newMax.isNaN ? .nan : workspace.rowSum[i] * rescale + blockSum
                 workspace.rowMax[i] = newMax
             }
-            for i in 0..<rows where workspace.rowScale[i] != 1 {
-                let scale = workspace.rowScale[i]
-                for d in 0..<D { o[i, d] *= scale }
+            if !first {
+                for i in 0..<rows where workspace.rowScale[i] != 1 {
+                    scaleRow(o.base + i * outputRowStride, count: D, by: workspace.rowScale[i])
+                }
             }
             let p = MatrixView(base: workspace.scores, rows: rows, cols: cols, rowStride: blockKeys)
             if let values = problem.packedValueBlocks {
-                GEMM.multiply(p, values[keys.lowerBound / blockKeys], columns: 0..<D, accumulate: true, into: o,
+                GEMM.multiply(p, values[keys.lowerBound / blockKeys], columns: 0..<D, accumulate: !first, into: o,
                               workspace: workspace.gemm)
             } else {
                 let v = MatrixView(base: problem.v + keys.lowerBound * problem.vRowStride, rows: cols, cols: D,
                                    rowStride: problem.vRowStride)
-                GEMM.multiply(p, v, accumulate: true, into: o, workspace: workspace.gemm)
+                GEMM.multiply(p, v, accumulate: !first, into: o, workspace: workspace.gemm)
             }
+            first = false
+        }
+        if first {  // no key block computed (no keys, or all hidden): zero attention
+            for i in 0..<rows { (o.base + i * outputRowStride).update(repeating: 0, count: D) }
         }
         if let weights {
             // One key block: the scores tile still holds exp(s - max), as weights(...) computes it.
@@ -142,12 +148,18 @@ public enum FlashAttention {
             let sum = workspace.rowSum[i]
             // Only a row whose keys are all masked has sum 0; a NaN sum stays NaN.
             let inverse: Float = sum == 0 ? 0 : 1 / sum
-            for d in 0..<D { o[i, d] *= inverse }
+            scaleRow(o.base + i * outputRowStride, count: D, by: inverse)
             if let statistics {
                 statistics[(queries.lowerBound + i) * 2] = workspace.rowMax[i]
                 statistics[(queries.lowerBound + i) * 2 + 1] = sum
             }
         }
+    }
+
+    /// `row[0..<count] *= factor` through a pointer (a loop the compiler vectorises).
+    @inline(__always)
+    static func scaleRow(_ row: UnsafeMutablePointer<Float>, count: Int, by factor: Float) {
+        for d in 0..<count { row[d] *= factor }
     }
 
     /// Writes (or adds) the softmax probabilities of rows `queries` to `weights`, using the row
