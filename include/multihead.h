@@ -127,8 +127,18 @@ typedef struct mh_engine_options {
                                        the output projection's sum by group (rounding only). */
 } mh_engine_options;
 
-/* Fills *options with the defaults. */
+/* Fills the first `size` bytes of *options with the defaults and sets struct_size = size, so that
+ * a program built against an older header gets its own, smaller layout and nothing past it is
+ * written. `size` must be the size of one of the layouts: 8, offsetof(mh_engine_options,
+ * scratch_limit_bytes) or sizeof(mh_engine_options); any other size, or a NULL options, writes
+ * nothing. Call it through mh_engine_options_init below. */
+void mh_engine_options_init_sized(mh_engine_options *options, size_t size);
+
+/* The symbol programs built against the previous header call: fills the layout without
+ * scratch_limit_bytes (48 bytes on LP64). Programs built against this header get the macro. */
 void mh_engine_options_init(mh_engine_options *options);
+/* Fills *options (this header's layout) with the defaults. */
+#define mh_engine_options_init(options) mh_engine_options_init_sized((options), sizeof(mh_engine_options))
 
 /* Creates an engine. options may be NULL (defaults); the strings are copied. On success *out
  * owns a new engine. Statuses: MH_OK; MH_ERR_INVALID_ARGUMENT (NULL out, bad struct_size,

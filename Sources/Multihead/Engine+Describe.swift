@@ -58,7 +58,16 @@ public struct EngineDescription: Codable, Sendable {
     /// The plan for one shape.
     public struct Plan: Codable, Sendable {
         public var shape: PlanShape
+        /// Heads each group runs (`heads` unless the scratch limit splits them).
+        public var headsPerGroup: Int
+        /// Groups run in turn, each through every phase.
+        public var headGroups: Int
+        /// The phases of one group.
         public var phases: [Phase]
+
+        enum CodingKeys: String, CodingKey {
+            case shape, headsPerGroup = "heads_per_group", headGroups = "head_groups", phases
+        }
     }
 
     public var topology: TopologySummary?
@@ -134,7 +143,7 @@ extension Engine {
 
     private func plan(for shape: PlanShape) -> EngineDescription.Plan {
         let layout = executor.layout
-        let phases = shape.phases.map { phase -> EngineDescription.Phase in
+        let phases = shape.phases(threads: threadCount, scratchLimit: scratchLimit).map { phase -> EngineDescription.Phase in
             let space = phase.space
             // Serial phases, and everything on a single-worker engine that includes the caller,
             // run on the calling thread as worker 0.
@@ -161,6 +170,8 @@ extension Engine {
             return EngineDescription.Phase(name: phase.name, segments: phase.segmentNames, tiles: space.count,
                                            parallel: !onCaller, assignments: assignments)
         }
-        return EngineDescription.Plan(shape: shape, phases: phases)
+        let group = shape.headsPerGroup(scratchLimit: scratchLimit)
+        return EngineDescription.Plan(shape: shape, headsPerGroup: group, headGroups: (shape.heads + group - 1) / group,
+                                      phases: phases)
     }
 }

@@ -61,31 +61,49 @@ struct AttentionPhase {
 }
 
 extension PlanShape {
-    /// The phases `MultiheadAttention.run` executes for this shape, with the same tile numbering
-    /// (projections: (job, batch, row block); K/V packing: (batch, head); attention: (batch,
-    /// head, query block); output: (batch, column block), then (batch, query block) of weights).
-    /// Self-attention is taken to use one fused `in_proj_weight` when `S == L`.
-    var phases: [AttentionPhase] {
+    /// Heads per group under `scratchLimit` (`MultiheadAttention.headsPerGroup`); self-attention
+    /// is taken to use one fused `in_proj_weight` when `S == L`.
+    func headsPerGroup(scratchLimit: Int) -> Int {
+        guard let perHead = MultiheadAttention.scratchBytesPerHead(N: batch, L: seqLen, keyCount: sourceLen,
+                                                                   headDim: embedDim / heads, fusedProjection: sourceLen == seqLen)
+        else { return 1 }
+        return MultiheadAttention.headsPerGroup(bytesPerHead: perHead, heads: heads, limit: scratchLimit)
+    }
+
+    /// The phases `MultiheadAttention.run` executes for this shape on an engine with `threads`
+    /// workers and `scratchLimit`, with the same tile numbering, for one group of heads (each
+    /// group runs them in turn; the last group may have fewer heads): projections (job, batch,
+    /// row block); K/V packing (batch, head); attention (batch, head, query block), or (batch,
+    /// query block) running the heads in order when those tiles also write the weights; output
+    /// (batch, row block x column block), then (batch, query block) of weights when a separate
+    /// pass computes them. Self-attention is taken to use one fused `in_proj_weight` when `S == L`.
+    func phases(threads: Int, scratchLimit: Int) -> [AttentionPhase] {
         let (N, H, L, S, E) = (batch, heads, seqLen, sourceLen, embedDim)
         func blocks(_ count: Int, _ size: Int) -> Int { (count + size - 1) / size }
         // The same estimate as `MultiheadAttention.run`: below it, everything runs on the caller.
         let work = N.multipliedReportingOverflow(by: L &* E &* (E + E) &+ S &* E &* (E + E) &+ 2 &* L &* S &* E)
         let parallel = work.overflow || work.partialValue < 0 || work.partialValue >= MultiheadAttention.parallelWorkThreshold
+        let G = headsPerGroup(scratchLimit: scratchLimit)
         let rowBlock = ProjectionJob.rowBlock
-        let projections: [(String, Int)] = S == L ? [("qkv", blocks(L, rowBlock))]
+        let projections: [(String, Int)] = S == L && G == H ? [("qkv", blocks(L, rowBlock))]
             : [("q", blocks(L, rowBlock)), ("k", blocks(S, rowBlock)), ("v", blocks(S, rowBlock))]
         let queryBlocks = blocks(L, FlashAttention.blockQueries)
         let prepack = L > FlashAttention.blockQueries
+        let fusedWeights = needWeights && S <= FlashAttention.blockKeys && (!parallel || N * queryBlocks >= 2 * threads)
         let outputBlocks = MultiheadAttention.outputBlocks(L: L, E: E)
         var output: [(String, TileSpace.Segment)] = [("rows x columns", .init(batches: N, tilesPerBatch: outputBlocks.rows * outputBlocks.columns))]
-        if needWeights { output.append(("weights", .init(batches: N, tilesPerBatch: queryBlocks))) }
+        if needWeights && !fusedWeights { output.append(("weights", .init(batches: N, tilesPerBatch: queryBlocks))) }
+        let attention = fusedWeights
+            ? AttentionPhase(name: "attention", segmentNames: ["query blocks (heads in order, with weights)"],
+                             space: TileSpace(batches: N, tilesPerBatch: queryBlocks), parallel: parallel)
+            : AttentionPhase(name: "attention", segmentNames: ["heads x query blocks"],
+                             space: TileSpace(batches: N, tilesPerBatch: G * queryBlocks), parallel: parallel)
         return [
             AttentionPhase(name: "projections", segmentNames: projections.map(\.0),
                            space: TileSpace(segments: projections.map { .init(batches: N, tilesPerBatch: $0.1) }), parallel: parallel),
-            AttentionPhase(name: "kv_packing", segmentNames: ["heads"], space: TileSpace(batches: N, tilesPerBatch: H),
+            AttentionPhase(name: "kv_packing", segmentNames: ["heads"], space: TileSpace(batches: N, tilesPerBatch: G),
                            parallel: parallel && prepack),
-            AttentionPhase(name: "attention", segmentNames: ["heads x query blocks"],
-                           space: TileSpace(batches: N, tilesPerBatch: H * queryBlocks), parallel: parallel),
+            attention,
             AttentionPhase(name: "output", segmentNames: output.map(\.0), space: TileSpace(segments: output.map(\.1)),
                            parallel: parallel),
         ]

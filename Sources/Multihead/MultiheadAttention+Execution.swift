@@ -14,14 +14,15 @@ extension MultiheadAttention {
     /// Multiply-adds below which a call runs on the calling thread alone.
     static let parallelWorkThreshold = 1 << 20
 
-    /// Executes a checked plan: input projections into `ProjectionBuffers`, fused
-    /// attention per (batch, head, query block) into `[N, L, W]`, then the output projection and
-    /// (when asked) the weights. Each output element is written by exactly one tile.
+    /// Executes a checked plan: input projections into `ProjectionBuffers`, fused attention per
+    /// (batch, head, query block) into `[N, L, W]`, then the output projection and (when asked,
+    /// unless the attention tiles wrote them) the weights.
     ///
-    /// Heads run in groups (`headGroups`): all of them at once unless that scratch would pass the
-    /// engine's `scratchLimit`. Each group projects, attends and then adds its share of the
+    /// Heads run in groups (`headsPerGroup`): all of them at once unless that scratch would pass
+    /// the engine's `scratchLimit`. Each group projects, attends and then adds its share of the
     /// output projection (`attended[:, group columns] * W^T[group rows, :]`); the first group
-    /// writes the output (with the bias), the others add to it, in a fixed order.
+    /// writes the output (with the bias), the others add to it, in order. Within a group each
+    /// output element is written by exactly one tile.
     ///
     /// Every phase is a batch-major `TileSpace`, so the node that owns a batch range runs all of
     /// its tiles: it first touches, and so places on its own memory, that range of the scratch
@@ -165,20 +166,35 @@ extension MultiheadAttention {
         }
     }
 
-    /// Heads per group: every head when the call's scratch (projections, attention output, packed
-    /// keys and values) fits the engine's `scratchLimit`, else as many as fit (at least one).
-    /// Depends on the shapes and the engine's limit only, never on threads.
+    /// Heads per group of this call (`headsPerGroup(bytesPerHead:heads:limit:)` with the engine's limit).
     func headsPerGroup(_ plan: ForwardPlan) -> Int {
         let c = config
-        let H = c.numHeads
-        let limit = engine.scratchLimit
-        guard limit < Int.max else { return H }
-        // Floats per feature column (makePlan checked that N * (4L + 5 keyCount) * E fits memory).
-        let projected = plan.selfAttention && c.packedInputProjection ? 3 * max(plan.L, plan.keyCount) : plan.L + 2 * plan.keyCount
-        let packedKeys = plan.L > FlashAttention.blockQueries ? 2 * plan.keyCount : 0
-        let perHead = plan.N * (projected + plan.L + packedKeys) * c.headDim * MemoryLayout<Float>.size
-        if perHead == 0 || perHead * H <= limit { return H }
-        return min(H, max(1, limit / perHead))
+        guard let perHead = Self.scratchBytesPerHead(N: plan.N, L: plan.L, keyCount: plan.keyCount, headDim: c.headDim,
+                                                     fusedProjection: plan.selfAttention && c.packedInputProjection)
+        else { return 1 }  // unreachable: makePlan refused the call
+        return Self.headsPerGroup(bytesPerHead: perHead, heads: c.numHeads, limit: engine.scratchLimit)
+    }
+
+    /// Heads per group: every head when their scratch fits `limit`, else as many as fit (at
+    /// least one). Depends on the shapes and the limit only, never on threads.
+    static func headsPerGroup(bytesPerHead: Int, heads H: Int, limit: Int) -> Int {
+        if bytesPerHead == 0 { return H }
+        return min(H, max(1, limit / bytesPerHead))
+    }
+
+    /// The scratch one head of a call needs: its columns of the projected queries, keys and
+    /// values (one `[max(L, keyCount), 3D]` block for self-attention's fused projection), of the
+    /// attention output, and its packed keys and values (packed once when there are several
+    /// query blocks). Panel padding and the per-call statistics are not counted, so the limit is
+    /// approximate by that much. Nil when the count overflows.
+    static func scratchBytesPerHead(N: Int, L: Int, keyCount: Int, headDim: Int, fusedProjection: Bool) -> Int? {
+        // Rows of D floats: 3 max(L, keyCount) or L + 2 keyCount projected, L attended, 2 keyCount packed.
+        let (keys2, o1) = keyCount.multipliedReportingOverflow(by: 2)
+        let (projected, o2) = fusedProjection ? max(L, keyCount).multipliedReportingOverflow(by: 3) : L.addingReportingOverflow(keys2)
+        let (withOutput, o3) = projected.addingReportingOverflow(L)
+        let (rows, o4) = withOutput.addingReportingOverflow(L > FlashAttention.blockQueries ? keys2 : 0)
+        if o1 || o2 || o3 || o4 { return nil }
+        return try? checkedProduct([N, rows, headDim, MemoryLayout<Float>.size], "")
     }
 
     /// Where head `h` of batch `n` writes its weights: its own `[L, S]` slice, or (averaged) the

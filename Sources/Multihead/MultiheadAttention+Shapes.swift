@@ -133,22 +133,24 @@ extension MultiheadAttention {
         let (keyCount, keyCountOverflow) = S.addingReportingOverflow((c.addBiasKV ? 1 : 0) + (c.addZeroAttn ? 1 : 0))
         if keyCountOverflow { throw MultiheadError.outOfMemory("key of shape \(key.shape): the key count overflows") }
         _ = try checkedProduct([N, H, max(L, keyCount), c.headDim, 4], "attention scratch")
+        let selfAttention = query.base == key.base && key.base == value.base && query.shape == key.shape
+            && key.shape == value.shape && query.strides == key.strides && key.strides == value.strides
         if N > 0 && L > 0 {
             // Broadcast (stride 0) inputs can describe far more elements than the caller holds:
             // refuse scratch the machine cannot have instead of trapping in the allocator. Counted:
-            // projections and attention output (4 rows of E per query, 3 per key), keys and values
-            // packed per head (2 more per key), and one problem (~48 floats) per (batch, head).
-            let E = c.embedDim
-            let queryRows = L.multipliedReportingOverflow(by: 4), keyRows = keyCount.multipliedReportingOverflow(by: 5)
-            let rows = queryRows.partialValue.addingReportingOverflow(keyRows.partialValue)
-            var floats = Int.max
-            if !queryRows.overflow, !keyRows.overflow, !rows.overflow,
-               let buffers = try? checkedProduct([N, rows.partialValue, E], ""),
-               let problems = try? checkedProduct([N, H, 48], ""),
-               case let (sum, false) = buffers.addingReportingOverflow(problems) {
-                floats = sum
+            // one group of heads' scratch (`headsPerGroup`) and one problem (~48 floats) per
+            // (batch, head).
+            var bytes = Int.max
+            if let perHead = Self.scratchBytesPerHead(N: N, L: L, keyCount: keyCount, headDim: c.headDim,
+                                                      fusedProjection: selfAttention && c.packedInputProjection),
+               let problems = try? checkedProduct([N, H, 48 * MemoryLayout<Float>.size], ""),
+               case let (group, false) = perHead.multipliedReportingOverflow(
+                   by: Self.headsPerGroup(bytesPerHead: perHead, heads: H, limit: engine.scratchLimit)),
+               case let (sum, false) = group.addingReportingOverflow(problems) {
+                bytes = sum
             }
-            try checkMemory(floats: floats, "the scratch buffers of a forward call with N=\(N), L=\(L), S=\(S), embed_dim=\(E)")
+            try checkMemory(floats: bytes / MemoryLayout<Float>.size,
+                            "the scratch buffers of a forward call with N=\(N), L=\(L), S=\(S), embed_dim=\(c.embedDim)")
         }
         let paddingMask = try keyPaddingMask.map { m -> MaskInput in
             try checkMaskElement(m, "key_padding_mask")
@@ -186,9 +188,7 @@ extension MultiheadAttention {
         return ForwardPlan(batched: batched, N: N, L: L, S: S, keyCount: keyCount, query: input(query),
                            key: input(key), value: input(value), attnMask: attn, paddingMask: paddingMask,
                            causal: options.isCausal,
-                           selfAttention: query.base == key.base && key.base == value.base && query.shape == key.shape
-                               && key.shape == value.shape && query.strides == key.strides && key.strides == value.strides,
-                           outputShape: outputShape, weightsShape: weightsShape)
+                           selfAttention: selfAttention, outputShape: outputShape, weightsShape: weightsShape)
     }
 
     private func checkMaskElement(_ m: TensorView, _ name: String) throws {

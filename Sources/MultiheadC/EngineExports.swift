@@ -11,27 +11,40 @@ private let engineOptionsV1Size = 8
 /// Size of the second layout (up to `topology_xml`), still accepted.
 private let engineOptionsV2Size = MemoryLayout<mh_engine_options>.offset(of: \mh_engine_options.scratch_limit_bytes)!
 
-@_cdecl("mh_engine_options_init")
-public func mh_engine_options_init_impl(_ options: UnsafeMutablePointer<mh_engine_options>?) {
-    guard let options else { return }
-    options.pointee = mh_engine_options(
-        struct_size: UInt32(MemoryLayout<mh_engine_options>.size), num_threads: 0, policy: Int32(MH_POLICY_DEFAULT.rawValue),
+/// The sizes of the layouts `mh_engine_options` has had, oldest first.
+private let engineOptionsSizes = [engineOptionsV1Size, engineOptionsV2Size, MemoryLayout<mh_engine_options>.size]
+
+@_cdecl("mh_engine_options_init_sized")
+public func mh_engine_options_init_sized_impl(_ options: UnsafeMutablePointer<mh_engine_options>?, _ size: Int) {
+    guard let options, engineOptionsSizes.contains(size) else { return }
+    var defaults = mh_engine_options(
+        struct_size: UInt32(size), num_threads: 0, policy: Int32(MH_POLICY_DEFAULT.rawValue),
         executor: Int32(MH_EXECUTOR_DEFAULT.rawValue), mirror_weights: -1, cpuset: nil, topology_synthetic: nil,
         topology_xml: nil, scratch_limit_bytes: 0)
+    // Only the caller's layout: a program built against an older header has a smaller struct.
+    withUnsafeBytes(of: &defaults) { UnsafeMutableRawPointer(options).copyMemory(from: $0.baseAddress!, byteCount: size) }
+}
+
+/// What programs built against the header before `scratch_limit_bytes` call.
+@_cdecl("mh_engine_options_init")
+public func mh_engine_options_init_impl(_ options: UnsafeMutablePointer<mh_engine_options>?) {
+    mh_engine_options_init_sized_impl(options, engineOptionsV2Size)
 }
 
 /// Translates C engine options, checking every field.
 private func engineOptions(_ pointer: UnsafePointer<mh_engine_options>?) throws -> Engine.Options {
     var options = Engine.Options()
     guard let pointer else { return options }
-    let size = Int(pointer.pointee.struct_size)
-    guard size == engineOptionsV1Size || size == engineOptionsV2Size || size == MemoryLayout<mh_engine_options>.size else {
+    let size = Int(UnsafeRawPointer(pointer).load(as: UInt32.self))
+    guard engineOptionsSizes.contains(size) else {
         throw ABIError.invalid("options->struct_size is \(size), expected \(MemoryLayout<mh_engine_options>.size) "
             + "(initialise it with mh_engine_options_init)")
     }
-    options.threads = Int(pointer.pointee.num_threads)
+    // Read only the caller's layout; later fields keep their zero (default) values.
+    var o = mh_engine_options()
+    withUnsafeMutableBytes(of: &o) { $0.baseAddress!.copyMemory(from: UnsafeRawPointer(pointer), byteCount: size) }
+    options.threads = Int(o.num_threads)
     guard size > engineOptionsV1Size else { return options }   // the first layout: no further fields
-    let o = pointer.pointee
     let cpuset = o.cpuset.map { String(cString: $0) }
     switch o.policy {
     case Int32(MH_POLICY_DEFAULT.rawValue): options.policy = nil

@@ -129,6 +129,40 @@ final class HeadGroupTests: XCTestCase {
         }
     }
 
+    /// The memory check counts one group's scratch: a call that needs more than this machine's
+    /// memory only when all heads run at once is accepted with a limit and refused without one.
+    func testMemoryCheckCountsOneGroup() throws {
+        let grouped = try MultiheadAttention(embedDim: 1024, numHeads: 16, engine: try Engine(options: .init(threads: 1)))
+        let whole = try MultiheadAttention(embedDim: 1024, numHeads: 16, engine: Self.ungrouped)
+        let L = 1 << 22  // one head: 6 GiB of scratch; all 16: 96 GiB
+        let x = TensorView(base: UnsafeRawPointer(bitPattern: 64)!, element: .float32, shape: [L, 1, 1024], strides: [0, 0, 1])
+        let plan = try grouped.makePlan(query: x, key: x, value: x, keyPaddingMask: nil, attnMask: nil, options: ForwardOptions())
+        XCTAssertEqual(grouped.headsPerGroup(plan), 1)
+        guard physicalMemoryBytes < 96 << 30 else { throw XCTSkip("this machine has 96 GiB or more") }
+        XCTAssertThrowsError(try whole.makePlan(query: x, key: x, value: x, keyPaddingMask: nil, attnMask: nil,
+                                                options: ForwardOptions())) { error in
+            XCTAssertTrue("\(error)".contains("the scratch buffers of a forward call"), "\(error)")
+        }
+    }
+
+    /// `describe()` plans what `run` does: head groups, and weights from the attention tiles.
+    func testDescribeShowsHeadGroupsAndWhereWeightsAreMade() throws {
+        let engine = try Engine(options: .init(threads: 2))
+        let long = engine.describe(shape: try PlanShape(batch: 1, heads: 16, seqLen: 16384, embedDim: 1024)).plan!
+        XCTAssertEqual(long.headsPerGroup, 1)
+        XCTAssertEqual(long.headGroups, 16)
+        XCTAssertEqual(long.phases.first?.segments, ["q", "k", "v"])
+        let bert = engine.describe(shape: try PlanShape(batch: 8, heads: 12, seqLen: 128, embedDim: 768, needWeights: true)).plan!
+        XCTAssertEqual(bert.headGroups, 1)
+        XCTAssertEqual(bert.phases.map(\.name), ["projections", "kv_packing", "attention", "output"])
+        XCTAssertEqual(bert.phases[2].segments, ["query blocks (heads in order, with weights)"])
+        XCTAssertEqual(bert.phases[3].segments, ["rows x columns"])
+        // More keys than one block: the separate weights pass.
+        let wide = engine.describe(shape: try PlanShape(batch: 8, heads: 12, seqLen: 128, sourceLen: 300, embedDim: 768,
+                                                        needWeights: true)).plan!
+        XCTAssertEqual(wide.phases[3].segments, ["rows x columns", "weights"])
+    }
+
     func testNonPositiveLimitIsAnError() {
         for limit in [0, -5] {
             XCTAssertThrowsError(try Engine(options: .init(threads: 1, scratchLimit: limit))) { error in

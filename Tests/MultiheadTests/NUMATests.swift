@@ -42,7 +42,7 @@ final class NUMATests: XCTestCase {
             let engine = try engine(topology, xml: xml)
             let layout = engine.executor.layout
             for shape in [try PlanShape(batch: 8, heads: 4, seqLen: 100), try PlanShape(batch: 1, heads: 6, seqLen: 130, sourceLen: 40, needWeights: true)] {
-                for phase in shape.phases {
+                for phase in shape.phases(threads: engine.threadCount, scratchLimit: engine.scratchLimit) {
                     let runs = Mutex<[[Int]]>(Array(repeating: [], count: phase.space.count))
                     engine.executor.run(phase.space) { tile, worker in runs.withLock { $0[tile].append(worker) } }
                     let ran = runs.withLock { $0 }

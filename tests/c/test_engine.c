@@ -46,13 +46,32 @@ static void test_options_and_errors(void) {
     CHECK(mh_engine_num_threads(engine, &threads) == MH_OK && threads == 1);
     mh_engine_destroy(engine);
 
-    /* The second layout (without scratch_limit_bytes) is still accepted. */
-    mh_engine_options v2 = options;
-    v2.struct_size = (uint32_t)offsetof(mh_engine_options, scratch_limit_bytes);
-    v2.num_threads = 1;
-    v2.scratch_limit_bytes = -7;  /* past the layout: never read */
-    CHECK(mh_engine_create(&v2, &engine) == MH_OK);
-    mh_engine_destroy(engine);
+    /* The second layout (without scratch_limit_bytes), in a buffer of exactly its size followed
+     * by a canary: the old init symbol and the sized init write only that layout, and creating
+     * an engine reads only that layout (the canary, where scratch_limit_bytes would be, is not a
+     * valid limit). */
+    enum { V2 = offsetof(mh_engine_options, scratch_limit_bytes) };
+    struct { unsigned char bytes[V2]; unsigned char canary[16]; } old;
+    for (int way = 0; way < 2; way++) {
+        memset(&old, 0xAB, sizeof old);
+        if (way == 0) (mh_engine_options_init)((mh_engine_options *)(void *)old.bytes);  /* the symbol, not the macro */
+        else mh_engine_options_init_sized((mh_engine_options *)(void *)old.bytes, V2);
+        int canary_intact = 1;
+        for (int i = 0; i < 16; i++) canary_intact &= old.canary[i] == 0xAB;
+        CHECK(canary_intact);
+        mh_engine_options v2;
+        memcpy(&v2, old.bytes, V2);
+        CHECK(v2.struct_size == V2 && v2.num_threads == 0 && v2.mirror_weights == -1 && v2.topology_xml == NULL);
+        ((mh_engine_options *)(void *)old.bytes)->num_threads = 1;
+        CHECK(mh_engine_create((const mh_engine_options *)(const void *)old.bytes, &engine) == MH_OK);
+        mh_engine_destroy(engine);
+    }
+    /* The sized init refuses sizes that are not a layout's, writing nothing. */
+    mh_engine_options untouched;
+    memset(&untouched, 0x5A, sizeof untouched);
+    mh_engine_options_init_sized(&untouched, 12);
+    CHECK(untouched.struct_size == 0x5A5A5A5Au);
+    mh_engine_options_init_sized(NULL, sizeof(mh_engine_options));  /* harmless */
 
     mh_engine_options bad = options;
     bad.scratch_limit_bytes = -2;

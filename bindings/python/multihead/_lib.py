@@ -17,7 +17,7 @@ import ctypes
 import os
 import sys
 import threading
-from ctypes import POINTER, c_char_p, c_float, c_int, c_int32, c_int64, c_uint32, c_uint64, c_void_p
+from ctypes import POINTER, c_char_p, c_float, c_int, c_int32, c_int64, c_size_t, c_uint32, c_uint64, c_void_p
 from pathlib import Path
 from typing import List, Optional
 
@@ -82,7 +82,7 @@ class mh_engine_options(ctypes.Structure):
         ("cpuset", c_char_p),
         ("topology_synthetic", c_char_p),
         ("topology_xml", c_char_p),
-        ("scratch_limit_bytes", c_int64),  # 0 default (64 MiB), -1 never group heads, else bytes
+        ("scratch_limit_bytes", c_int64),  # 0 default (32 MiB), -1 never group heads, else bytes
     ]
 
 
@@ -122,6 +122,7 @@ FUNCTIONS = {
     "mh_status_string": (c_char_p, [mh_status]),
     "mh_last_error_message": (c_char_p, []),
     "mh_version_number": (c_uint32, []),
+    "mh_engine_options_init_sized": (None, [POINTER(mh_engine_options), c_size_t]),
     "mh_engine_options_init": (None, [POINTER(mh_engine_options)]),
     "mh_engine_create": (mh_status, [POINTER(mh_engine_options), POINTER(mh_engine_p)]),
     "mh_engine_destroy": (None, [mh_engine_p]),

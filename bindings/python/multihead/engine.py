@@ -109,7 +109,7 @@ class Engine:
         self._modules = weakref.WeakSet()
         self._lib = lib()
         options = mh_engine_options()
-        self._lib.mh_engine_options_init(ctypes.byref(options))
+        self._lib.mh_engine_options_init_sized(ctypes.byref(options), ctypes.sizeof(options))
         options.num_threads = num_threads
         options.policy = POLICIES[policy]
         options.executor = EXECUTORS[executor]
