@@ -19,7 +19,7 @@ private func fail(_ message: String) -> Never {
 
 private let engine: OpaquePointer = {
     var options = mh_engine_options()
-    mh_engine_options_init(&options)
+    mh_engine_options_init_sized(&options, MemoryLayout<mh_engine_options>.size)
     options.num_threads = 2
     var engine: OpaquePointer?
     guard mh_engine_create(&options, &engine) == MH_OK, let engine else { fail("mh_engine_create failed") }
