@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 __all__ = [
     "Error", "InvalidArgumentError", "ShapeError", "OutOfMemoryError", "FileError", "FormatError",
     "UnsupportedError", "InternalError", "LibraryNotFoundError",
@@ -67,8 +69,11 @@ class LibraryNotFoundError(Error, ImportError):
 
 
 # mh_status -> exception class.
+# The mh_status values (the header's; _lib re-exports them as MH_ERR_*).
+_INVALID_ARGUMENT = -1
+
 STATUS_ERRORS = {
-    -1: InvalidArgumentError,
+    _INVALID_ARGUMENT: InvalidArgumentError,
     -2: ShapeError,
     -3: OutOfMemoryError,
     -4: FileError,
@@ -76,3 +81,22 @@ STATUS_ERRORS = {
     -6: UnsupportedError,
     -100: InternalError,
 }
+
+
+# Argument checks shared by the modules and the engine.
+
+def as_int(value, name: str) -> int:
+    """``value`` as an int: ints, numpy integers and anything with ``__index__``; TypeError for
+    bools, floats, strings and None."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got bool")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
+
+
+def check_seed(seed: int) -> None:
+    """InvalidArgumentError unless ``0 <= seed < 2**64`` (a uint64 seed)."""
+    if not 0 <= seed < 1 << 64:
+        raise InvalidArgumentError(f"seed must be in [0, 2**64), got {seed}", _INVALID_ARGUMENT)

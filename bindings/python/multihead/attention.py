@@ -8,7 +8,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from ._errors import Error, InvalidArgumentError
+from ._errors import Error, InvalidArgumentError, as_int, check_seed
 from ._lib import (MH_DTYPE_F32, MH_ERR_INVALID_ARGUMENT, MH_MAX_RANK, check, lib,
                    mh_forward_options, mh_mha_config, mh_tensor)
 from ._tensors import (F32, as_float_array, as_mask_array, contiguous_strides, data_pointer,
@@ -91,8 +91,8 @@ class MultiheadAttention(NativeModule):
         self._engine = None
         for name, value in (("embed_dim", embed_dim), ("num_heads", num_heads), ("kdim", kdim),
                             ("vdim", vdim), ("qdim", qdim), ("seed", seed)):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
-                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+            if value is not None:
+                as_int(value, name)
         if engine is not None and not isinstance(engine, Engine):
             raise TypeError(f"engine must be a multihead.Engine or None, got {type(engine).__name__}")
         for name, value in (("embed_dim", embed_dim), ("num_heads", num_heads), ("kdim", kdim),
@@ -103,8 +103,7 @@ class MultiheadAttention(NativeModule):
         for name, value in (("kdim", kdim), ("vdim", vdim), ("qdim", qdim)):
             if value is not None and value <= 0:
                 raise InvalidArgumentError(f"{name} must be positive, got {value}", MH_ERR_INVALID_ARGUMENT)
-        if not 0 <= seed < 1 << 64:
-            raise InvalidArgumentError(f"seed must be in [0, 2**64), got {seed}", MH_ERR_INVALID_ARGUMENT)
+        check_seed(seed)
 
         self.embed_dim = int(embed_dim)
         self.num_heads = int(num_heads)

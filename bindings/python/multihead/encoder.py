@@ -22,7 +22,7 @@ from typing import Optional
 
 import numpy as np
 
-from ._errors import InvalidArgumentError
+from ._errors import InvalidArgumentError, as_int, check_seed
 from ._lib import MH_DTYPE_F32, MH_ERR_INVALID_ARGUMENT, check, lib, mh_tensor
 from ._tensors import (F32, as_float_array, as_mask_array, contiguous_strides, data_pointer, element_strides,
                        fill, is_torch)
@@ -60,13 +60,6 @@ class mh_layer_norm_config(ctypes.Structure):
         ("elementwise_affine", c_int32),
         ("bias", c_int32),
     ]
-
-
-def _check_int(name: str, value, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
 
 
 def activation_name(activation) -> str:
@@ -141,7 +134,7 @@ class LayerNorm(_Module):
                 raise InvalidArgumentError(f"normalized_shape must have one dimension (the last), got {tuple(normalized_shape)}",
                                            MH_ERR_INVALID_ARGUMENT)
             normalized_shape = normalized_shape[0]
-        _check_int("normalized_shape", normalized_shape)
+        as_int(normalized_shape, "normalized_shape")
         self.normalized_shape = (int(normalized_shape),)
         self.eps = float(eps)
         self.elementwise_affine = bool(elementwise_affine)
@@ -192,7 +185,7 @@ class TransformerEncoderLayer(_Module):
         self._handle = None
         self._engine = None
         for name, value in (("d_model", d_model), ("nhead", nhead), ("dim_feedforward", dim_feedforward), ("seed", seed)):
-            _check_int(name, value)
+            as_int(value, name)
         if engine is not None and not isinstance(engine, Engine):
             raise TypeError(f"engine must be a multihead.Engine or None, got {type(engine).__name__}")
         self.d_model = int(d_model)
@@ -207,8 +200,7 @@ class TransformerEncoderLayer(_Module):
         for name, value in (("d_model", self.d_model), ("nhead", self.nhead), ("dim_feedforward", self.dim_feedforward)):
             if not 0 < value < 1 << 31:
                 raise InvalidArgumentError(f"{name} must be positive, got {value}", MH_ERR_INVALID_ARGUMENT)
-        if not 0 <= seed < 1 << 64:
-            raise InvalidArgumentError(f"seed must be in [0, 2**64), got {seed}", MH_ERR_INVALID_ARGUMENT)
+        check_seed(seed)
         self._lib = lib()
         config = mh_encoder_layer_config()
         self._lib.mh_encoder_layer_config_init(ctypes.byref(config))
@@ -278,7 +270,7 @@ class TransformerEncoder(_Module):
                  mask_check: bool = True):
         self._handle = None
         self._engine = None
-        _check_int("num_layers", num_layers)
+        as_int(num_layers, "num_layers")
         if not isinstance(encoder_layer, TransformerEncoderLayer):
             encoder_layer = TransformerEncoderLayer.from_torch(encoder_layer)
         if norm is not None and not isinstance(norm, LayerNorm):

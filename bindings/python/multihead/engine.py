@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import ctypes
 import json
-import operator
 import weakref
 from ctypes import c_char_p, c_int32, c_int64, c_uint32
 from typing import Any, Dict, Iterable, Optional, Union
 
-from ._errors import Error, InvalidArgumentError
+from ._errors import Error, InvalidArgumentError, as_int
 from ._lib import MH_ERR_INVALID_ARGUMENT, check, lib, mh_engine_options
 
 # mh_policy and mh_executor of the header, by name.
@@ -33,20 +32,11 @@ def _invalid(message: str) -> InvalidArgumentError:
     return InvalidArgumentError(message, MH_ERR_INVALID_ARGUMENT)
 
 
-def _int(value, name: str) -> int:
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got bool")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
-
-
 def _cpuset_text(cpuset: Union[str, Iterable[int]]) -> bytes:
     """A PU list as the library's text, from "0-3,8" or an iterable of PU indices."""
     if isinstance(cpuset, str):
         return cpuset.encode("utf-8")
-    pus = sorted({_int(pu, "cpuset entries") for pu in cpuset})
+    pus = sorted({as_int(pu, "cpuset entries") for pu in cpuset})
     if any(pu < 0 for pu in pus):
         raise _invalid(f"cpuset entries must be >= 0, got {pus}")
     return ",".join(str(pu) for pu in pus).encode("ascii")
@@ -85,9 +75,9 @@ class Engine:
                  cpuset: Union[str, Iterable[int], None] = None, executor: Optional[str] = None,
                  mirror_weights: Optional[bool] = None, synthetic_topology: Optional[str] = None,
                  topology_xml: Optional[str] = None, scratch_limit: Optional[int] = None):
-        num_threads = _int(num_threads, "num_threads")
+        num_threads = as_int(num_threads, "num_threads")
         if scratch_limit is not None:
-            scratch_limit = _int(scratch_limit, "scratch_limit")
+            scratch_limit = as_int(scratch_limit, "scratch_limit")
             if scratch_limit <= 0:
                 raise _invalid(f"scratch_limit must be a positive byte count or None, got {scratch_limit}")
         if num_threads < 0:
@@ -162,7 +152,7 @@ class Engine:
             shape = mh_plan_shape()
             self._lib.mh_plan_shape_init(ctypes.byref(shape))
             for name, value in sizes.items():
-                value = _int(value, name)
+                value = as_int(value, name)
                 if not -(2 ** 63) <= value < 2 ** 63:  # ctypes would wrap it silently
                     raise _invalid(f"{name} is out of range: {value}")
                 setattr(shape, name, value)
