@@ -162,10 +162,7 @@ public func mh_mha_output_shapes_impl(_ mha: OpaquePointer?, _ query: UnsafePoin
         for (pointer, name) in [(query, "query"), (key, "key"), (value, "value")] {
             let t = try required(pointer, name).pointee
             _ = try TensorDescriptor.element(t, name, allowBool: false)
-            guard t.rank >= 0, t.rank <= MH_MAX_RANK else { throw ABIError.shape("\(name).rank is \(t.rank), must be 0...\(MH_MAX_RANK)") }
-            let shape = withUnsafeBytes(of: t.shape) { Array($0.bindMemory(to: Int64.self).prefix(Int(t.rank))) }
-            guard shape.allSatisfy({ $0 >= 0 }) else { throw ABIError.shape("\(name) has a negative size in shape \(shape)") }
-            shapes.append(shape.map { Int($0) })
+            shapes.append(try TensorDescriptor.shape(t, name))
         }
         let (outRank, outShape, wRank, wShape) = (try required(outputRank, "output_rank"), try required(outputShape, "output_shape"),
                                                   try required(weightsRank, "weights_rank"), try required(weightsShape, "weights_shape"))

