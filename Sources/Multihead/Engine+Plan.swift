@@ -89,7 +89,8 @@ extension PlanShape {
             : [("q", blocks(L, rowBlock)), ("k", blocks(S, rowBlock)), ("v", blocks(S, rowBlock))]
         let queryBlocks = blocks(L, FlashAttention.blockQueries)
         let prepack = L > FlashAttention.blockQueries
-        let fusedWeights = needWeights && S <= FlashAttention.blockKeys && (!parallel || N * queryBlocks >= 2 * threads)
+        let fusedWeights = needWeights && MultiheadAttention.weightsFromAttentionTiles(
+            N: N, queryBlocks: queryBlocks, keyCount: S, parallel: parallel, threads: threads)
         let outputBlocks = MultiheadAttention.outputBlocks(L: L, E: E)
         var output: [(String, TileSpace.Segment)] = [("rows x columns", .init(batches: N, tilesPerBatch: outputBlocks.rows * outputBlocks.columns))]
         if needWeights && !fusedWeights { output.append(("weights", .init(batches: N, tilesPerBatch: queryBlocks))) }

@@ -46,8 +46,8 @@ extension MultiheadAttention {
         // every key fits one block; the tiles are then (batch, query block) running the heads in
         // order, so head averaging adds in the same order as the separate pass: the same bits. Used
         // when those tiles are enough to keep the workers busy.
-        let fusedWeights = weights != nil && keyCount <= FlashAttention.blockKeys
-            && (!parallel || N * blocks >= 2 * engine.threadCount)
+        let fusedWeights = weights != nil && Self.weightsFromAttentionTiles(
+            N: N, queryBlocks: blocks, keyCount: keyCount, parallel: parallel, threads: engine.threadCount)
         let statistics = weights == nil || fusedWeights ? nil
             : UnsafeMutablePointer<Float>.allocate(capacity: max(N * H * L * 2, 1))
         defer {
@@ -195,6 +195,12 @@ extension MultiheadAttention {
         let (rows, o4) = withOutput.addingReportingOverflow(L > FlashAttention.blockQueries ? keys2 : 0)
         if o1 || o2 || o3 || o4 { return nil }
         return try? checkedProduct([N, rows, headDim, MemoryLayout<Float>.size], "")
+    }
+
+    /// Whether the attention tiles write the weights themselves (every key in one block, and
+    /// enough (batch, query block) tiles for the workers); else a second pass does. Same bits.
+    static func weightsFromAttentionTiles(N: Int, queryBlocks: Int, keyCount: Int, parallel: Bool, threads: Int) -> Bool {
+        keyCount <= FlashAttention.blockKeys && (!parallel || N * queryBlocks >= 2 * threads)
     }
 
     /// Where head `h` of batch `n` writes its weights: its own `[L, S]` slice, or (averaged) the
