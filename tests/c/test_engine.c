@@ -207,6 +207,11 @@ static void test_scratch_limit_groups_heads(void) {
     const char *json = NULL;
     CHECK(mh_engine_describe(grouped, NULL, &json) == MH_OK && json && strstr(json, "\"scratch_limit\":1,") != NULL);
     CHECK(mh_engine_describe(whole, NULL, &json) == MH_OK && json && strstr(json, "\"scratch_limit\":null") != NULL);
+    mh_plan_shape shape;
+    mh_plan_shape_init(&shape);
+    shape.batch = N; shape.num_heads = 4; shape.seq_len = L; shape.embed_dim = E;
+    CHECK(mh_engine_describe(grouped, &shape, &json) == MH_OK && json && strstr(json, "\"heads_per_group\":1,") != NULL
+          && strstr(json, "\"head_groups\":4") != NULL);
     float *want = attention_output(whole, x, L, N, E), *got = attention_output(grouped, x, L, N, E);
     CHECK(want != NULL && got != NULL);
     if (want && got) {

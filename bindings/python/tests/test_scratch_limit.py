@@ -63,3 +63,13 @@ def test_limit_of_the_wrong_type_is_a_type_error(bad):
 def test_default_limit_is_32_mib():
     with mh.Engine(1) as engine:
         assert engine.describe()["scratch_limit"] == 32 << 20
+
+
+def test_describe_plans_head_groups():
+    with mh.Engine(2) as engine:
+        plan = engine.describe(1, 16, 16384, embed_dim=1024)["plan"]
+        assert (plan["heads_per_group"], plan["head_groups"]) == (1, 16)
+        assert [s for p in plan["phases"] if p["name"] == "projections" for s in p["segments"]] == ["q", "k", "v"]
+    with mh.Engine(2, scratch_limit=2**62) as engine:
+        plan = engine.describe(1, 16, 16384, embed_dim=1024)["plan"]
+        assert (plan["heads_per_group"], plan["head_groups"]) == (16, 1)
